@@ -33,8 +33,9 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
     Parameters
     ----------
     dut : wiring.Component
-    inputs : dict[str, list[tuple[list[int], int]]]
-        Input port name -> beats ``(values, last)`` to send in order.
+    inputs : dict[str, list]
+        Input port name -> beats to send in order: ``(values, last)`` for the
+        :mod:`~hwconv.hw.stream` beat layout, or a payload dict for any other layout.
     outputs : dict[str, int]
         Output port name -> number of beats to collect.
     valid_prob, ready_prob : float
@@ -60,10 +61,12 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
         run.in_cycles[name] = []
 
         async def producer(ctx):
-            for values, last in beats:
+            for beat in beats:
                 while prng.random() >= valid_prob:
                     await ctx.tick()
-                ctx.set(port.payload, {"data": values, "last": last})
+                if not isinstance(beat, dict):
+                    beat = {"data": beat[0], "last": beat[1]}
+                ctx.set(port.payload, beat)
                 ctx.set(port.valid, 1)
                 await ctx.tick().until(port.ready)
                 run.in_cycles[name].append(cycle[0])
