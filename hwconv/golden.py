@@ -16,28 +16,36 @@ from . import kernels
 from .errors import HwconvError
 from .ir import Flatten, MaxPool
 from .numerics import round_shift
-from .quant import QActivation, QAdd, QAvgPool, QConv2D, QDense, QGlobalAvgPool
+from .quant import QActivation, QAdd, QAvgPool, QConv2D, QDense, QGlobalAvgPool, QNetwork
 
-#: float64 represents every integer below this exactly.
-_EXACT = 1 << 53
+def _exact_float(bound, what):
+    """The narrowest float type in which every partial sum below ``bound`` is exact.
 
-
-def _exact(bound, what):
-    if bound >= _EXACT:
-        raise HwconvError(f"{what}: accumulator bound {bound} exceeds 2**53")
+    Products and partial sums are integers; any integer below 2**24 (float32) or 2**53
+    (float64) is exact, so BLAS computes the sum exactly in any order and with FMA.
+    """
+    if bound < 1 << 24:
+        return np.float32
+    if bound < 1 << 53:
+        return np.float64
+    raise HwconvError(f"{what}: accumulator bound {bound} exceeds 2**53")
 
 
 def _requant_out(acc, requant, out_q):
-    return np.clip(out_q.zero_point + requant.apply(acc), out_q.qmin, out_q.qmax)
+    r = requant.apply(acc)
+    r += out_q.zero_point
+    return np.clip(r, out_q.qmin, out_q.qmax, out=r)
 
 
 def conv_acc(x, op):
     """The conv accumulator ``sum((x - zp_in) * w) + bias`` (int64), padding with zp."""
-    _exact(op.acc_bound, op.kind)
-    xz = np.asarray(x, dtype=np.float64) - op.in_q.zero_point
-    acc = kernels.conv2d(xz, op.weight.astype(np.float64), op.stride, op.padding,
-                         op.dilation, op.groups, 0.0)
-    return np.rint(acc).astype(np.int64) + op.bias
+    ft = _exact_float(op.acc_bound, op.kind)
+    xz = np.asarray(x, dtype=ft) - ft(op.in_q.zero_point)
+    acc = kernels.conv2d(xz, op.weight.astype(ft), op.stride, op.padding,
+                         op.dilation, op.groups, ft(0))
+    acc = acc.astype(np.int64)      # exact: every partial sum is an integer < 2**53
+    acc += op.bias
+    return acc
 
 
 def conv2d(x, op):
@@ -47,9 +55,9 @@ def conv2d(x, op):
 
 def dense(x, op):
     """:class:`~hwconv.quant.QDense` on ``(B, N)`` integer vectors."""
-    _exact(op.acc_bound, op.kind)
-    xz = np.asarray(x, dtype=np.float64) - op.in_q.zero_point
-    acc = np.rint(xz @ op.weight.T.astype(np.float64)).astype(np.int64) + op.bias
+    ft = _exact_float(op.acc_bound, op.kind)
+    xz = np.asarray(x, dtype=ft) - ft(op.in_q.zero_point)
+    acc = (xz @ op.weight.T.astype(ft)).astype(np.int64) + op.bias
     return _requant_out(acc, op.requant, op.out_q)
 
 
@@ -60,11 +68,20 @@ def max_pool(x, op, qmin=None):
     return kernels.max_pool(x, op.kernel, op.stride, op.padding, pad_value)
 
 
-def activation(x, op):
-    """:class:`~hwconv.quant.QActivation`: piecewise requantize, then clamp."""
-    d = np.asarray(x, dtype=np.int64) - op.in_q.zero_point
+def activation_table(op):
+    """The activation's output for every input code ``qmin..qmax`` of its input type."""
+    d = np.arange(op.in_q.qmin, op.in_q.qmax + 1, dtype=np.int64) - op.in_q.zero_point
     r = np.where(d >= 0, op.pos.apply(d), op.neg.apply(d))
     return np.clip(op.out_q.zero_point + r, op.lo, op.hi)
+
+
+def activation(x, op):
+    """:class:`~hwconv.quant.QActivation`: piecewise requantize, then clamp.
+
+    Inputs are 8-bit codes, so the function is evaluated once per code
+    (:func:`activation_table`) and looked up.
+    """
+    return activation_table(op)[np.asarray(x, dtype=np.int64) - op.in_q.qmin]
 
 
 def pool_activate(x, pool, act):
@@ -77,7 +94,7 @@ def avg_pool(x, op):
     """:class:`~hwconv.quant.QAvgPool`: window sum of ``x - zp`` (pads count as zp)."""
     xz = np.asarray(x, dtype=np.int64) - op.in_q.zero_point
     s = kernels.sum_pool(xz, op.kernel, op.stride, op.padding, 0)
-    return _requant_out(np.rint(s).astype(np.int64), op.requant, op.out_q)
+    return _requant_out(s, op.requant, op.out_q)
 
 
 def global_avg_pool(x, op):
@@ -135,6 +152,9 @@ def run(qnet, x, collect=False):
 
     Returns the integer output (int64), or every tensor with ``collect=True``.
     """
+    if not isinstance(qnet, QNetwork):
+        raise HwconvError("golden model has no integer rule for a float network; "
+                          "quantize it first (hwconv.quant.quantize)")
     x = np.asarray(x)
     if x.shape[1:] != qnet.input_shape:
         raise HwconvError(f"input has shape {x.shape[1:]} per item, network expects "

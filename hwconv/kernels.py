@@ -45,13 +45,14 @@ def conv2d(x, weight, stride, padding, dilation, groups, pad_value):
     oh, ow = out_hw(x.shape, (kh, kw), stride, padding, dilation)
     xp = pad(x, padding, pad_value)
     og = o // groups
-    acc = np.zeros((b, oh, ow, o), dtype=np.float64)
+    acc = np.zeros((b, oh, ow, o), dtype=np.result_type(x.dtype, weight.dtype))
+    tmp = np.empty_like(acc)
     for (i, j), v in taps(xp, (kh, kw), stride, dilation, (oh, ow)):
         wt = weight[:, i, j, :]                                   # (O, Cg)
         if groups == 1:
             acc += (v.reshape(-1, c) @ wt.T).reshape(acc.shape)
         elif cg == 1 and og == 1:                                 # depthwise
-            acc += v * wt[:, 0]
+            acc += np.multiply(v, wt[:, 0], out=tmp)
         elif cg == 1:                                             # depthwise, multiplier
             acc += np.repeat(v, og, axis=3) * wt[:, 0]
         else:
@@ -73,7 +74,7 @@ def max_pool(x, kernel, stride, padding, pad_value):
 def sum_pool(x, kernel, stride, padding, pad_value):
     oh, ow = out_hw(x.shape, kernel, stride, padding)
     xp = pad(x, padding, pad_value)
-    out = np.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=np.float64)
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
     for _, v in taps(xp, kernel, stride, (1, 1), (oh, ow)):
         out += v
     return out

@@ -150,8 +150,18 @@ class Requant:
         return self.multiplier / 2.0 ** self.shift
 
     def apply(self, v):
-        v = np.asarray(v, dtype=np.int64)
-        return round_shift(v * self.multiplier, self.shift)
+        """``round_half_up(v * multiplier / 2**shift)``, exact in int64."""
+        v = np.multiply(np.asarray(v, dtype=np.int64), self.multiplier)
+        shift = self.shift
+        if np.all(shift == shift.flat[0]):
+            shift = int(shift.flat[0])
+            if shift:
+                v += 1 << (shift - 1)
+                v >>= shift
+            return v
+        v += np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+        v >>= shift
+        return v
 
     def check_range(self, acc_bound, what):
         """Refuse a requantizer whose product could leave int64."""
