@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
 __all__ = ["StreamRun", "run_streams"]
@@ -100,7 +101,10 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
                                    f"{ {k: len(v) for k, v in run.outputs.items()} }")
         run.cycles = cycle[0]
 
-    sim = Simulator(dut)
+    top = Module()
+    top.domains.sync = ClockDomain()     # present even for purely combinational stages
+    top.submodules.dut = dut
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     for name, beats in inputs.items():
         sim.add_testbench(make_producer(name, beats), background=True)
