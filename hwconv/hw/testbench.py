@@ -28,7 +28,7 @@ class StreamRun:
 
 
 def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
-                max_cycles=200_000, vcd=None):
+                max_cycles=200_000, vcd=None, start=None):
     """Simulate ``dut`` with stream traffic.
 
     Parameters
@@ -39,31 +39,42 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
         :mod:`~hwconv.hw.stream` beat layout, or a payload dict for any other layout.
     outputs : dict[str, int]
         Output port name -> number of beats to collect.
-    valid_prob, ready_prob : float
-        Probability that a producer offers a beat / a consumer accepts one, per cycle.
+    valid_prob, ready_prob : float or dict[str, float]
+        Probability that a producer offers a beat / a consumer accepts one, per cycle;
+        a dict gives it per port (ports not named get 1.0).
     seed : int
     max_cycles : int
         The run fails (``TimeoutError``) if the outputs are not complete by then.
     vcd : str or None
         Write a waveform there.
+    start : dict[str, int] or None
+        Input port name -> cycle before which that producer offers nothing (a path that
+        delivers its first beat late).
 
     Returns
     -------
     StreamRun
     """
     rng = random.Random(seed)
+    start = start or {}
     run = StreamRun()
+
+    def prob(p, name):
+        return p.get(name, 1.0) if isinstance(p, dict) else p
     done = {name: False for name in outputs}
     cycle = [0]
 
     def make_producer(name, beats):
         port = getattr(dut, name)
         prng = random.Random(rng.random())
+        p_valid = prob(valid_prob, name)
         run.in_cycles[name] = []
 
         async def producer(ctx):
+            while cycle[0] < start.get(name, 0):
+                await ctx.tick()
             for beat in beats:
-                while prng.random() >= valid_prob:
+                while prng.random() >= p_valid:
                     await ctx.tick()
                 if not isinstance(beat, dict):
                     beat = {"data": beat[0], "last": beat[1]}
@@ -77,12 +88,13 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
     def make_consumer(name, count):
         port = getattr(dut, name)
         prng = random.Random(rng.random())
+        p_ready = prob(ready_prob, name)
         got = run.outputs[name] = []
         run.out_cycles[name] = []
 
         async def consumer(ctx):
             while len(got) < count:
-                ready = prng.random() < ready_prob
+                ready = prng.random() < p_ready
                 ctx.set(port.ready, ready)
                 _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
                 if ready and valid:

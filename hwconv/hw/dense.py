@@ -1,0 +1,311 @@
+"""Dense (matrix-vector) stage: ``PE x SIMD`` multipliers, weights in ROM, shared requantizer.
+
+The input vector arrives in ``N / SIMD`` beats of ``SIMD`` lanes and is kept in a small
+buffer; the stage then sweeps ``O / PE`` output groups over it, ``PE x SIMD`` products per
+cycle, so a vector takes exactly ``(N / SIMD) * (O / PE)`` cycles (the first sweep reads
+the beats as they arrive, later sweeps read the buffer).  Each output group leaves as one
+beat of ``PE`` lanes through the shared :class:`~hwconv.hw.requant.Requantizer`.
+
+Bit-exactness: the golden accumulator is ``sum((x - zp_in) * w) + bias``; the stage
+computes ``sum(x * w) + (bias - zp_in * sum(w))``, the same integer, with 8-bit
+multiplier operands.
+
+A Dense that follows a ``Flatten`` can take the feature map stream directly: Flatten is
+channel-major (C, H, W) while the stream is channels-last (H, W, C), so the stage permutes
+its weight columns at construction (``in_shape`` of rank 3, or an explicit
+``input_order``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Array, Const, Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import HwconvError
+from ..numerics import signed_bits
+from ..quant import QDense
+from .requant import Requantizer, acc_layout
+from .stream import beat_signature, check_lanes, elem_shape
+
+__all__ = ["Dense", "flatten_order", "adder_tree"]
+
+
+def flatten_order(shape):
+    """Stream-to-vector permutation of a channels-last ``(H, W, C)`` map under Flatten.
+
+    Element ``k`` of the raster stream (``k = (h * W + w) * C + c``) is element
+    ``order[k] = c * H * W + h * W + w`` of ``Flatten(x)``.
+    """
+    h, w, c = shape
+    return np.arange(h * w * c).reshape(c, h, w).transpose(1, 2, 0).ravel()
+
+
+def _value_bound(q):
+    return max(abs(q.qmin), abs(q.qmax))
+
+
+def adder_tree(m, terms, bounds, en, levels_per_stage, name):
+    """Pairwise sum of ``terms`` (each with a magnitude bound), pipelined.
+
+    A register bank (advancing when ``en``) follows every ``levels_per_stage`` adder levels
+    except the last level (the caller registers the result); ``0`` means combinational.
+
+    Returns ``(sum, bound, registers)``: the sum value, its bound and the number of
+    register stages inserted.
+    """
+    terms, bounds = list(terms), list(bounds)
+    level = regs = 0
+    while len(terms) > 1:
+        pairs = range(0, len(terms) - 1, 2)
+        sums = [terms[k] + terms[k + 1] for k in pairs]
+        sum_bounds = [bounds[k] + bounds[k + 1] for k in pairs]
+        if len(terms) % 2:
+            sums.append(terms[-1])
+            sum_bounds.append(bounds[-1])
+        terms, bounds = sums, sum_bounds
+        level += 1
+        if levels_per_stage and level % levels_per_stage == 0 and len(terms) > 1:
+            regs += 1
+            staged = []
+            for k, (t, b) in enumerate(zip(terms, bounds)):
+                r = Signal(signed(signed_bits(b)), name=f"{name}_l{level}_{k}")
+                m.d.sync += r.eq(Mux(en, t, r))
+                staged.append(r)
+            terms = staged
+    return terms[0], bounds[0], regs
+
+
+def _delay(m, en, value, stages, name):
+    """``value`` delayed by ``stages`` enable-gated registers."""
+    for k in range(stages):
+        r = Signal.like(value, name=f"{name}_d{k}")
+        with m.If(en):
+            m.d.sync += r.eq(value)
+        value = r
+    return value
+
+
+class Dense(wiring.Component):
+    """Matrix-vector stage for a :class:`~hwconv.quant.QDense`.
+
+    Parameters
+    ----------
+    op : hwconv.quant.QDense
+        Weights ``(O, N)``, bias, quantization and requantizer.
+    in_shape : tuple
+        ``(N,)`` for a vector, or ``(H, W, C)`` with ``H * W * C == N`` for a feature map
+        streamed channels-last that the layer sees through ``Flatten``.
+    pe : int
+        Output channels computed in parallel; divides ``O``; output beats have ``pe``
+        lanes.
+    simd : int
+        Input values per cycle; divides ``N`` (and ``C`` for a feature map); input beats
+        have ``simd`` lanes.
+    input_order : sequence of int, optional
+        Stream position ``k`` carries vector element ``input_order[k]``.  Defaults to the
+        identity for a vector and :func:`flatten_order` for a feature map.
+    levels_per_stage : int
+        Adder-tree levels between pipeline registers (0: combinational tree).
+
+    Attributes
+    ----------
+    i : In(beat_signature(in elem, simd))
+    o : Out(beat_signature(out elem, pe))
+    cycles_per_frame : int
+        ``(N / simd) * (O / pe)``: cycles per vector in steady state.
+    latency : int
+        Clock edges from the transfer of a vector's first input beat to that of its
+        first output beat, without stalls.
+    multipliers : int
+        ``pe * simd`` (the requantizer adds ``pe`` more, see ``requant_multipliers``).
+    storage_words : int
+        Weight ROM words (``O * N``) plus input buffer words (``N`` when ``O > pe``).
+    acc_bits : int
+        Accumulator width (bound of ``sum(x * w) + bias'`` over every partial sum).
+    """
+
+    def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1):
+        if not isinstance(op, QDense):
+            raise HwconvError(f"Dense: op must be a QDense, not {type(op).__name__}")
+        o, n = op.weight.shape
+        in_shape = tuple(int(d) for d in in_shape)
+        if int(np.prod(in_shape)) != n or len(in_shape) not in (1, 3):
+            raise HwconvError(f"Dense: in_shape {in_shape} must be ({n},) or a feature map "
+                              f"of {n} values for weights of shape {op.weight.shape}")
+        if not isinstance(pe, int) or pe < 1 or o % pe:
+            raise HwconvError(f"Dense: pe={pe!r} must divide the {o} output channels")
+        if not isinstance(simd, int) or simd < 1 or n % simd:
+            raise HwconvError(f"Dense: simd={simd!r} must divide the {n} inputs")
+        check_lanes(in_shape[-1], simd, "Dense (simd)")
+        if not isinstance(levels_per_stage, int) or levels_per_stage < 0:
+            raise HwconvError(f"Dense: levels_per_stage={levels_per_stage!r} must be an "
+                              f"integer >= 0")
+        if input_order is None:
+            order = flatten_order(in_shape) if len(in_shape) == 3 else np.arange(n)
+        else:
+            order = np.asarray(input_order)
+            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+                raise HwconvError(f"Dense: input_order must be a permutation of range({n})")
+        self._op, self._in_shape = op, in_shape
+        self._o, self._n, self._pe, self._simd = o, n, pe, simd
+        self._ni, self._no = n // simd, o // pe
+        self._levels_per_stage = levels_per_stage
+        # Stream position k multiplies column order[k]; the input zero point folds into
+        # the bias: sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w)).
+        self._weight = op.weight[:, order]
+        self._bias = op.bias - op.in_q.zero_point * op.weight.sum(axis=1)
+        xb = _value_bound(op.in_q)
+        self._acc_bound = int((np.abs(self._weight).sum(axis=1) * xb
+                               + np.abs(self._bias)).max())
+        self._in_elem = elem_shape(op.in_q.dtype)
+        self._out_elem = elem_shape(op.out_q.dtype)
+        super().__init__({
+            "i": In(beat_signature(self._in_elem, simd)),
+            "o": Out(beat_signature(self._out_elem, pe)),
+        })
+
+    @property
+    def acc_bits(self):
+        return signed_bits(self._acc_bound)
+
+    @property
+    def cycles_per_frame(self):
+        return self._ni * self._no
+
+    @property
+    def multipliers(self):
+        return self._pe * self._simd
+
+    @property
+    def requant_multipliers(self):
+        return self._pe
+
+    @property
+    def macs_per_frame(self):
+        return self._o * self._n
+
+    @property
+    def storage_words(self):
+        return self._o * self._n + (self._n if self._no > 1 else 0)
+
+    @property
+    def tree_registers(self):
+        """Register stages inside the adder tree."""
+        levels = (self._simd - 1).bit_length()
+        if not self._levels_per_stage or levels == 0:
+            return 0
+        return (levels - 1) // self._levels_per_stage
+
+    @property
+    def latency(self):
+        # last input beat -> products -> tree -> accumulator output -> requantizer
+        return self._ni - 1 + 1 + self.tree_registers + 1 + 1 + Requantizer.latency
+
+    def _rom_init(self):
+        pe, simd = self._pe, self._simd
+        w = self._weight.reshape(self._no, pe, self._ni, simd).transpose(0, 2, 1, 3)
+        return [[int(v) for v in word.ravel()] for word in w.reshape(-1, pe * simd)]
+
+    def elaborate(self, platform):
+        m = Module()
+        op = self._op
+        pe, simd, ni, no = self._pe, self._simd, self._ni, self._no
+        wbits = op.weight_bits
+
+        m.submodules.requant = rq = Requantizer(
+            op.requant, self._o, pe, self.acc_bits, op.out_q.zero_point, op.out_q.qmin,
+            op.out_q.qmax, self._out_elem)
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
+
+        # Global-stall pipeline: every register advances when the accumulator output is
+        # free or being taken by the requantizer.
+        en = Signal()
+        m.d.comb += en.eq(~rq.i.valid | rq.i.ready)
+
+        # Stage 0: step sequencer over (output group og, input chunk ic).
+        og = Signal(range(no), name="og")
+        ic = Signal(range(ni), name="ic")
+        widx = Signal(range(no * ni), name="widx")
+        first_sweep = Signal()
+        m.d.comb += first_sweep.eq(og == 0)
+        m.d.comb += self.i.ready.eq(en & first_sweep)
+        step = Signal()
+        m.d.comb += step.eq(en & (~first_sweep | self.i.valid))
+        with m.If(step):
+            m.d.sync += [ic.eq(Mux(ic == ni - 1, 0, ic + 1)),
+                         widx.eq(Mux(widx == no * ni - 1, 0, widx + 1))]
+            with m.If(ic == ni - 1):
+                m.d.sync += og.eq(Mux(og == no - 1, 0, og + 1))
+
+        m.submodules.weights = rom = Memory(
+            shape=data.ArrayLayout(signed(wbits), pe * simd), depth=no * ni,
+            init=self._rom_init())
+        rom_rd = rom.read_port()
+        m.d.comb += [rom_rd.addr.eq(widx), rom_rd.en.eq(en)]
+
+        # Stage 1: weights arrive from the ROM; x from the stream (first sweep) or the
+        # vector buffer (later sweeps).
+        x_in = Signal.like(self.i.payload.data)
+        from_stream = Signal()
+        with m.If(en):
+            m.d.sync += [x_in.eq(self.i.payload.data), from_stream.eq(first_sweep)]
+        if no > 1:
+            m.submodules.vector = buf = Memory(shape=self.i.payload.data.shape(), depth=ni,
+                                               init=[])
+            wr, rd = buf.write_port(), buf.read_port()
+            m.d.comb += [wr.addr.eq(ic), wr.data.eq(self.i.payload.data),
+                         wr.en.eq(self.i.valid & self.i.ready),
+                         rd.addr.eq(ic), rd.en.eq(en)]
+            x = Mux(from_stream, x_in, rd.data)
+            x = data.View(self.i.payload.data.shape(), x)
+        else:
+            x = x_in
+
+        ctrl = data.StructLayout({"valid": 1, "first": 1, "done": 1, "og": og.shape(),
+                                  "last": 1})
+        c0 = Signal(ctrl)
+        m.d.comb += [c0.valid.eq(step), c0.first.eq(ic == 0), c0.done.eq(ic == ni - 1),
+                     c0.og.eq(og), c0.last.eq((ic == ni - 1) & (og == no - 1))]
+        c1 = _delay(m, en, c0, 1, "ctrl_s1")
+
+        # Stage 2: PE x SIMD products.
+        xb = _value_bound(op.in_q)
+        wmax = 1 << (wbits - 1)
+        pbits = signed_bits(xb * wmax)
+        prods = [[Signal(signed(pbits), name=f"prod_{p}_{s}") for s in range(simd)]
+                 for p in range(pe)]
+        with m.If(en):
+            for p in range(pe):
+                for s in range(simd):
+                    m.d.sync += prods[p][s].eq(x[s] * rom_rd.data[p * simd + s])
+        c2 = _delay(m, en, c1, 1, "ctrl_s2")
+
+        # Adder tree per PE lane, then the accumulator.
+        sums = []
+        regs = 0
+        for p in range(pe):
+            total, _, regs = adder_tree(m, prods[p], [xb * wmax] * simd, en,
+                                        self._levels_per_stage, f"tree{p}")
+            sums.append(total)
+        ct = _delay(m, en, c2, regs, "ctrl_tree")
+
+        acc_bits = self.acc_bits
+        acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]
+        bias = [int(b) for b in self._bias]
+        with m.If(en):
+            m.d.sync += [rq.i.valid.eq(ct.valid & ct.done), rq.i.payload.group.eq(ct.og),
+                         rq.i.payload.last.eq(ct.last)]
+            with m.If(ct.valid):
+                for p in range(pe):
+                    lane_bias = [bias[g * pe + p] for g in range(no)]
+                    if len(set(lane_bias)) == 1:
+                        b = Const(lane_bias[0], signed(acc_bits))
+                    else:
+                        b = Array(Const(v, signed(acc_bits)) for v in lane_bias)[ct.og]
+                    new = Mux(ct.first, b, acc[p]) + sums[p]
+                    m.d.sync += [acc[p].eq(new), rq.i.payload.acc[p].eq(new)]
+        return m
