@@ -1,0 +1,133 @@
+"""Global average pooling stage: per-channel sums over a frame, then the shared requantizer.
+
+The ``C / lanes`` channel groups' accumulators form a rotating bank: each input beat adds
+to the word at the head and moves it to the tail, so the bank needs no address decoding
+(Yosys can map it to shift-register LUTs).  On a frame's last pixel the finished sum goes
+to the requantizer and the head restarts, so frames follow back to back at one beat per
+cycle.  The input zero point is folded into the restart value:
+``sum(x - zp) == -H*W*zp + sum(x)``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import HwconvError
+from ..numerics import signed_bits
+from ..quant import QGlobalAvgPool
+from .requant import Requantizer
+from .stream import beat_signature, check_lanes, elem_shape
+
+__all__ = ["GlobalAvgPool"]
+
+
+class GlobalAvgPool(wiring.Component):
+    """Stage for a :class:`~hwconv.quant.QGlobalAvgPool`: ``(H, W, C)`` to ``(1, 1, C)``.
+
+    Parameters
+    ----------
+    op : hwconv.quant.QGlobalAvgPool
+    in_shape : (H, W, C)
+    lanes : int
+        Channels per beat in and out; divides ``C``.
+
+    Attributes
+    ----------
+    i : In(beat_signature(in elem, lanes))
+    o : Out(beat_signature(out elem, lanes))
+    cycles_per_frame : int
+        ``H * W * C / lanes`` (one input beat per cycle).
+    latency : int
+        Clock edges from a frame's first input beat to its first output beat, no stalls.
+    multipliers : int
+        0 (the requantizer has ``lanes``, see ``requant_multipliers``).
+    storage_words : int
+        ``C`` accumulators.
+    acc_bits : int
+    """
+
+    def __init__(self, op, in_shape, *, lanes=1):
+        if not isinstance(op, QGlobalAvgPool):
+            raise HwconvError(f"GlobalAvgPool: op must be a QGlobalAvgPool, "
+                              f"not {type(op).__name__}")
+        in_shape = tuple(int(d) for d in in_shape)
+        if len(in_shape) != 3 or min(in_shape) < 1:
+            raise HwconvError(f"GlobalAvgPool: in_shape must be (H, W, C), not {in_shape}")
+        h, w, c = in_shape
+        if not isinstance(lanes, int):
+            raise HwconvError(f"GlobalAvgPool: lanes must be an integer, not {lanes!r}")
+        self._groups = check_lanes(c, lanes, "GlobalAvgPool")
+        self._op, self._in_shape, self._lanes = op, in_shape, lanes
+        self._pixels = h * w
+        zp = op.in_q.zero_point
+        self._restart = -self._pixels * zp
+        self._acc_bound = self._pixels * (max(abs(op.in_q.qmin), abs(op.in_q.qmax)) + abs(zp))
+        self._in_elem = elem_shape(op.in_q.dtype)
+        self._out_elem = elem_shape(op.out_q.dtype)
+        super().__init__({
+            "i": In(beat_signature(self._in_elem, lanes)),
+            "o": Out(beat_signature(self._out_elem, lanes)),
+        })
+
+    @property
+    def acc_bits(self):
+        return signed_bits(self._acc_bound)
+
+    @property
+    def cycles_per_frame(self):
+        return self._pixels * self._groups
+
+    @property
+    def latency(self):
+        # first beat of the last pixel -> accumulator output -> requantizer
+        return (self._pixels - 1) * self._groups + 1 + Requantizer.latency
+
+    multipliers = 0
+
+    @property
+    def requant_multipliers(self):
+        return self._lanes
+
+    @property
+    def storage_words(self):
+        return self._in_shape[2]
+
+    def elaborate(self, platform):
+        m = Module()
+        op, lanes, groups = self._op, self._lanes, self._groups
+        acc_bits = self.acc_bits
+
+        m.submodules.requant = rq = Requantizer(
+            op.requant, self._in_shape[2], lanes, acc_bits, op.out_q.zero_point,
+            op.out_q.qmin, op.out_q.qmax, self._out_elem)
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
+
+        en = Signal()
+        m.d.comb += [en.eq(~rq.i.valid | rq.i.ready), self.i.ready.eq(en)]
+
+        pixel = Signal(range(self._pixels), name="pixel")
+        group = Signal(range(groups), name="group")
+        frame_end = Signal()
+        m.d.comb += frame_end.eq(pixel == self._pixels - 1)
+
+        bank = [[Signal(signed(acc_bits), name=f"acc_g{g}_l{lane}", init=self._restart)
+                 for lane in range(lanes)] for g in range(groups)]
+        take = self.i.valid & self.i.ready
+        with m.If(en):
+            m.d.sync += rq.i.valid.eq(take & frame_end)
+        with m.If(take):
+            m.d.sync += [group.eq(Mux(group == groups - 1, 0, group + 1)),
+                         rq.i.payload.group.eq(group),
+                         rq.i.payload.last.eq(frame_end & (group == groups - 1))]
+            with m.If(group == groups - 1):
+                m.d.sync += pixel.eq(Mux(frame_end, 0, pixel + 1))
+            for lane in range(lanes):
+                total = bank[0][lane] + self.i.payload.data[lane]
+                m.d.sync += [rq.i.payload.acc[lane].eq(total),
+                             bank[-1][lane].eq(Mux(frame_end, self._restart, total))]
+                for g in range(groups - 1):
+                    m.d.sync += bank[g][lane].eq(bank[g + 1][lane])
+        return m
