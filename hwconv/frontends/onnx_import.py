@@ -197,7 +197,11 @@ class Imported:
             raise HwconvError(f"input must be float32, not {x.dtype}")
         if not np.all(np.isfinite(x)):
             raise HwconvError("input holds NaN or infinite values")
-        return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+        return _nhwc(x)
+
+    def to_internal_ints(self, t):
+        """An integer tensor of the ONNX model (NCHW or NC) in hwconv's NHWC layout."""
+        return _nhwc(np.asarray(t, dtype=np.int64))
 
     def to_external(self, y):
         """Convert a batch of hwconv outputs (NHWC) to the model's output layout."""
@@ -221,6 +225,10 @@ class Imported:
             raise HwconvError("a float model has no integer golden model: quantize it "
                               "first (hwconv.frontends.ort.quantize_model)")
         return self.to_external(golden.infer(self.qnetwork, self.to_internal(x)))
+
+
+def _nhwc(x):
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
 
 
 def _to_external_shape(shape):
@@ -347,8 +355,12 @@ class _Importer:
 
     # -- building ----------------------------------------------------------------------
 
-    def hw_name(self, label):
-        base = re.sub(r"[^A-Za-z0-9_.\-/:]", "_", label.lstrip("/")) or "node"
+    def hw_name(self, label, op_type=None):
+        """A unique hwconv name for an ONNX label (PyTorch's ``/conv1/Conv`` -> ``conv1``)."""
+        label = label.lstrip("/")
+        if op_type and label.endswith("/" + op_type):
+            label = label[:-len(op_type) - 1]
+        base = re.sub(r"[^A-Za-z0-9_.\-/:]", "_", label) or "node"
         if not re.match(r"[A-Za-z_]", base):
             base = "n" + base
         name, i = base, 2
@@ -360,7 +372,7 @@ class _Importer:
     def add(self, layer, inputs, integer=False):
         """Append ``layer`` for the current node; its first output becomes an activation."""
         node = self.node
-        name = self.hw_name(node.name or node.output[0])
+        name = self.hw_name(node.name or node.output[0], node.op_type)
         try:
             self.net.add(name, layer, *(a.name for a in inputs))
         except LayerError as e:

@@ -2,6 +2,7 @@
 
 * :func:`run` - run a model (float or QDQ) on a batch, optionally returning intermediate
   tensors (added as graph outputs).
+* :func:`import_quantized` - import a QDQ model, or quantize a float one and import it.
 * :func:`quantize_model` - a float ONNX model plus calibration inputs to a QDQ model with
   onnxruntime's own tools: :func:`~onnxruntime.quantization.quant_pre_process` (shape
   inference and graph optimization, e.g. BatchNorm folded into the conv before it), then
@@ -24,10 +25,11 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from ..errors import HwconvError
 from ..fileio import write_atomic
-from .onnx_import import load_model
+from ..numerics import MULT_BITS
+from .onnx_import import import_onnx, is_quantized, load_model
 
-__all__ = ["session", "run", "with_outputs", "quantize_model", "ArrayReader",
-           "CALIBRATION_BATCH"]
+__all__ = ["session", "run", "with_outputs", "quantize_model", "import_quantized",
+           "ArrayReader", "CALIBRATION_BATCH"]
 
 #: Largest batch handed to onnxruntime at once during calibration.
 CALIBRATION_BATCH = 64
@@ -125,8 +127,6 @@ class ArrayReader(CalibrationDataReader):
 
 def _calibration(model, calibration):
     """Validate ``calibration`` against the model's input; returns an ArrayReader."""
-    from .onnx_import import import_onnx
-
     imp = import_onnx(model)
     data = np.asarray(calibration)
     imp.to_internal(data)
@@ -179,3 +179,33 @@ def quantize_model(model, calibration, path=None, symmetric=False, per_channel=T
         data = qdq.SerializeToString()
         write_atomic(path, lambda f: f.write(data))
     return qdq
+
+
+def import_quantized(model, calibration=None, mult_bits=MULT_BITS, **quant_options):
+    """Import a QDQ model as it is, or quantize a float model first.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto or path
+    calibration : ndarray, optional
+        Calibration inputs; needed only when ``model`` is a float model.
+    mult_bits : int
+        Requantization multiplier width of the integer network.
+    **quant_options
+        Passed to :func:`quantize_model` (``symmetric``, ``per_channel``, ``dtype``).
+
+    Returns
+    -------
+    (Imported, onnx.ModelProto, onnx.ModelProto or None)
+        The imported network, the QDQ model it came from, and the float model (``None``
+        when ``model`` was already quantized).
+    """
+    loaded = load_model(model)
+    if is_quantized(loaded):
+        return import_onnx(loaded, mult_bits), loaded, None
+    if calibration is None:
+        where = "model" if isinstance(model, onnx.ModelProto) else str(model)
+        raise HwconvError(f"{where}: a float model needs calibration inputs (a batch of "
+                          f"typical model inputs) for onnxruntime to quantize it")
+    qdq = quantize_model(loaded, calibration, **quant_options)
+    return import_onnx(qdq, mult_bits), qdq, loaded
