@@ -1,0 +1,341 @@
+"""Line buffer and sliding-window generator: a pixel stream in, a window stream out.
+
+Storage
+-------
+``KH - 1`` rows of ``W x C`` values in one :class:`~amaranth.lib.memory.Memory` (depth
+``dilation_h * W * C / lanes``, one word = the ``KH - 1`` older rows of one beat, so a
+single read port and a single write port serve every row: Yosys infers one simple
+dual-port block RAM), plus a register window.  The memory is a delay line: the word read
+for a beat holds the same column ``dh, 2*dh, ...`` rows up; it is written back shifted by
+one row with the new beat on top.  The read port is registered (sync domain) so block RAM
+never sets the clock.  With dilation ``d`` the rows are ``d`` apart and the memory holds
+``(KH - 1) * d`` rows.  The register window is a chain of the last ``(KW - 1) * dw * C /
+lanes`` column vectors (``KH x lanes`` values each): the K x K window of every channel
+group (Yosys can map the untapped part of the chain to shift-register LUTs).
+
+Slots and emission
+------------------
+Every cycle the generator takes at most one *slot*: an input beat, or (only between
+frames, see below) a *virtual* beat of padding.  Slot ``s`` shifts one column vector
+into the chain; the window whose newest (bottom-right) tap is slot ``s`` then sits at
+fixed chain positions, and the generator emits it when an output position has its
+newest tap there.  A window whose newest tap is padding beyond the right edge (or the
+bottom edge) is emitted in the slot that occupies that position in the continuous stream
+of slots: the next row's first beats (or the next frame's first rows).  Taps outside the
+image (older rows/columns of the previous frame or row, newer ones of the next) are
+replaced by ``pad_value``.  So windows leave in raster order at one per slot, without a
+``K``-th row of storage, and frames stream back to back with no bubbles for
+"same"-style padding: a frame's bottom/right padding windows come out while the next
+frame's top rows, which emit nothing of their own, stream in.
+
+When a frame ends and the next one is not there yet, the generator runs virtual slots
+until the frame's last window is out (:attr:`tail_beats` of them at most), so no frame
+ever waits for its successor.  Once a frame has started, its slots are real beats only.
+
+Restrictions (checked at construction, :func:`hwconv.cost.window`): per axis, padding
+``before + after`` smaller than the kernel span (at most "same"-style padding; a window
+never holds only padding) and the first window ends inside the image
+(``size >= span - before``).  Under these rules no two windows ever compete for a slot.
+
+Output payload
+--------------
+``window_layout(elem, lanes, KH * KW)``: ``data[t][l]`` is tap ``t = i * KW + j``
+(row ``i`` from the top, column ``j`` from the left) of lane ``l``; one window beat per
+channel group, ``C / lanes`` beats per output position, raster order, ``last`` on the
+frame's final beat.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import cost
+from ..errors import HwconvError
+from .stream import beat_signature, elem_shape
+
+__all__ = ["LineBuffer", "window_layout", "window_signature"]
+
+
+def window_layout(elem, lanes, taps):
+    """Window beat: ``taps`` x ``lanes`` values (tap-major) plus ``last``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(data.ArrayLayout(elem, lanes), taps),
+        "last": 1,
+    })
+
+
+def window_signature(elem, lanes, taps):
+    return stream.Signature(window_layout(elem, lanes, taps))
+
+
+class _Cursor:
+    """Position of the current slot relative to one frame's first beat.
+
+    ``r`` runs past ``H - 1`` for a frame's tail (slots after its last beat).  The phase
+    counters give ``(coord - first) mod stride`` without a divider; ``prev_emits`` says
+    whether the previous row emitted (its right-padding windows come out in this row).
+    """
+
+    def __init__(self, m, name, geo, init):
+        rows, cols = geo.rows, geo.cols
+        self._geo = geo
+        self._m = m
+        r_top = max(rows.size, rows.last + 1) + 1
+        self.r = Signal(range(r_top + 1), name=f"{name}_r", init=init["r"])
+        self.c = Signal(range(cols.size), name=f"{name}_c")
+        self.g = Signal(range(geo.groups), name=f"{name}_g")
+        self.rph = Signal(range(rows.stride), name=f"{name}_rph", init=init["rph"])
+        self.cph = Signal(range(cols.stride), name=f"{name}_cph", init=init["cph"])
+        self.prev_emits = Signal(name=f"{name}_prev", init=init["prev"])
+        self.row_emits = Signal(name=f"{name}_row_emits")
+        self.emit = Signal(name=f"{name}_emit")
+        self.final = Signal(name=f"{name}_final")
+        self.frame_end = Signal(name=f"{name}_frame_end")
+        self.rmask = Signal(rows.kernel, name=f"{name}_rmask")
+        self.cmask = Signal(cols.kernel, name=f"{name}_cmask")
+        self._emission(name)
+
+    @staticmethod
+    def init_at(geo, r):
+        """Cursor state at row ``r``, column 0, group 0."""
+        rows, cols = geo.rows, geo.cols
+        return {"r": r, "rph": (r - rows.first) % rows.stride,
+                "cph": (-cols.first) % cols.stride,
+                "prev": int(r >= 1 and rows.emits(r - 1))}
+
+    def _emission(self, name):
+        m, geo = self._m, self._geo
+        rows, cols = geo.rows, geo.cols
+        w = cols.size
+        m.d.comb += self.row_emits.eq((self.r >= rows.first) & (self.r <= rows.last)
+                                      & (self.rph == 0))
+        normal = Signal(name=f"{name}_normal")
+        wrap = Signal(name=f"{name}_wrap")
+        m.d.comb += normal.eq(self.row_emits & (self.c >= cols.first)
+                              & (self.c <= min(cols.last, w - 1)) & (self.cph == 0))
+        if cols.last >= w:
+            m.d.comb += wrap.eq(self.prev_emits & (self.c <= cols.last - w)
+                                & (self.cph == (-w) % cols.stride))
+        m.d.comb += self.emit.eq(normal | wrap)
+        # coordinates of the emitted window's newest tap (frame-relative)
+        er = Signal(signed(len(self.r) + 2), name=f"{name}_er")
+        ec = Signal(signed(len(self.c) + 2 + w.bit_length()), name=f"{name}_ec")
+        m.d.comb += [er.eq(Mux(wrap, self.r - 1, self.r)), ec.eq(Mux(wrap, self.c + w, self.c))]
+        for k in range(rows.kernel):        # k rows above the newest one
+            off = k * rows.dilation
+            m.d.comb += self.rmask[k].eq((er < off) | (er >= rows.size + off))
+        for j in range(cols.kernel):        # j columns left of the newest one
+            off = j * cols.dilation
+            m.d.comb += self.cmask[j].eq((ec < off) | (ec >= w + off))
+        fr, fc = divmod(geo.final_pixel, w)
+        last_group = self.g == geo.groups - 1
+        m.d.comb += [
+            self.final.eq((self.r == fr) & (self.c == fc) & last_group),
+            self.frame_end.eq((self.r == rows.size - 1) & (self.c == w - 1) & last_group),
+        ]
+
+    def advance(self):
+        m, geo = self._m, self._geo
+        rows, cols = geo.rows, geo.cols
+        with m.If(self.g == geo.groups - 1):
+            m.d.sync += self.g.eq(0)
+            with m.If(self.c == cols.size - 1):
+                m.d.sync += [
+                    self.c.eq(0), self.cph.eq((-cols.first) % cols.stride),
+                    self.r.eq(self.r + 1), self.prev_emits.eq(self.row_emits),
+                    self.rph.eq(Mux(self.rph == rows.stride - 1, 0, self.rph + 1)),
+                ]
+            with m.Else():
+                m.d.sync += [self.c.eq(self.c + 1),
+                             self.cph.eq(Mux(self.cph == cols.stride - 1, 0, self.cph + 1))]
+        with m.Else():
+            m.d.sync += self.g.eq(self.g + 1)
+
+    def load(self, state):
+        self._m.d.sync += [self.r.eq(state["r"]), self.c.eq(0), self.g.eq(0),
+                           self.rph.eq(state["rph"]), self.cph.eq(state["cph"]),
+                           self.prev_emits.eq(state["prev"])]
+
+
+class LineBuffer(wiring.Component):
+    """Sliding-window generator for a windowed layer (see module docstring).
+
+    Parameters
+    ----------
+    op : layer with ``kernel``, ``stride``, ``padding`` (and optional ``dilation``)
+        A :class:`~hwconv.quant.QConv2D`, :class:`~hwconv.ir.MaxPool`, ... ; only its
+        window geometry is used.
+    in_shape : (H, W, C)
+    lanes : int
+        Channels per beat, in and out; divides ``C``.
+    dtype : {"int8", "uint8"}
+        Value type (``op.in_q.dtype`` when the op has one).
+    pad_value : int
+        Value of padding taps (the input zero point for a convolution, the type's minimum
+        for max-pooling).  Defaults to ``op.in_q.zero_point`` when the op has one.
+
+    Attributes
+    ----------
+    i : In(beat_signature(elem, lanes))
+    o : Out(window_signature(elem, lanes, KH * KW))
+    geometry : hwconv.cost.Window
+    out_shape : (OH, OW, C)
+    storage_words : int
+        Memory values, ``(KH - 1) * dilation_h * W * C`` (bits: ``storage_bits``).
+    tail_beats : int
+        Slots a frame's last windows may trail its last input beat (see module docstring).
+    cycles_per_frame, latency : int
+        As :func:`hwconv.cost.line_buffer`.
+    """
+
+    def __init__(self, op, in_shape, *, lanes=1, dtype=None, pad_value=None):
+        in_q = getattr(op, "in_q", None)
+        dtype = dtype if dtype is not None else (in_q.dtype if in_q else "int8")
+        if pad_value is None:
+            pad_value = in_q.zero_point if in_q else 0
+        self._elem = elem_shape(dtype)
+        lo, hi = (-128, 127) if self._elem.signed else (0, 255)
+        if not lo <= pad_value <= hi:
+            raise HwconvError(f"LineBuffer: pad_value={pad_value} is outside {dtype}")
+        self._geo = cost.window("LineBuffer", in_shape, op.kernel, op.stride, op.padding,
+                                getattr(op, "dilation", 1), lanes)
+        self._pad = pad_value
+        taps = self._geo.rows.kernel * self._geo.cols.kernel
+        super().__init__({
+            "i": In(beat_signature(self._elem, lanes)),
+            "o": Out(window_signature(self._elem, lanes, taps)),
+        })
+
+    @property
+    def geometry(self):
+        return self._geo
+
+    @property
+    def out_shape(self):
+        return self._geo.out_shape
+
+    @property
+    def storage_words(self):
+        return self._geo.storage_words
+
+    @property
+    def storage_bits(self):
+        return self._geo.storage_words * self._elem.width
+
+    @property
+    def tail_beats(self):
+        return self._geo.tail_beats
+
+    @property
+    def cycles_per_frame(self):
+        return cost.line_buffer(self._geo).cycles_per_frame
+
+    @property
+    def latency(self):
+        return cost.line_buffer(self._geo).latency
+
+    @property
+    def multipliers(self):
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        geo = self._geo
+        rows, cols = geo.rows, geo.cols
+        kh, kw, lanes, groups = rows.kernel, cols.kernel, geo.lanes, geo.groups
+        column = data.ArrayLayout(data.ArrayLayout(self._elem, lanes), kh)
+
+        # Stage B holds the slot taken last cycle; it may only stall when it emits into a
+        # full output register, so slots that emit nothing keep flowing.
+        b_valid, b_emit, b_last = Signal(), Signal(), Signal()
+        b_in = Signal(data.ArrayLayout(self._elem, lanes))
+        b_rmask, b_cmask = Signal(kh), Signal(kw)
+        adv = Signal()
+        m.d.comb += [adv.eq(~(b_valid & b_emit & self.o.valid & ~self.o.ready)),
+                     self.i.ready.eq(adv)]
+
+        # Stage A: choose the slot (input beat, virtual beat or none).
+        feed = _Cursor(m, "feed", geo, _Cursor.init_at(geo, 0))
+        tail_state = _Cursor.init_at(geo, rows.size)
+        tail = _Cursor(m, "tail", geo, tail_state)
+        feeding, tail_on = Signal(), Signal()
+        take, virt, slot = Signal(), Signal(), Signal()
+        m.d.comb += [take.eq(adv & self.i.valid),
+                     virt.eq(adv & ~self.i.valid & tail_on & ~feeding),
+                     slot.eq(take | virt)]
+        t_emit = Signal()
+        m.d.comb += t_emit.eq(tail_on & tail.emit)
+
+        depth = rows.dilation * cols.size * groups
+        addr = Signal(range(depth))
+        b_addr = Signal.like(addr)
+        with m.If(slot):
+            m.d.sync += addr.eq(Mux(addr == depth - 1, 0, addr + 1))
+            with m.If(tail_on):
+                tail.advance()
+                with m.If(tail.final):
+                    m.d.sync += tail_on.eq(0)
+        with m.If(take):
+            feed.advance()
+            m.d.sync += feeding.eq(1)
+            with m.If(feed.frame_end):
+                feed.load(_Cursor.init_at(geo, 0))
+                tail.load(tail_state)
+                m.d.sync += [feeding.eq(0), tail_on.eq(int(geo.tail_beats > 0))]
+
+        with m.If(adv):
+            m.d.sync += [
+                b_valid.eq(slot), b_addr.eq(addr),
+                b_emit.eq((take & feed.emit) | (slot & t_emit)),
+                b_last.eq((take & feed.emit & feed.final) | (slot & t_emit & tail.final)),
+                b_rmask.eq(Mux(t_emit, tail.rmask, feed.rmask)),
+                b_cmask.eq(Mux(t_emit, tail.cmask, feed.cmask)),
+                b_in.eq(Mux(take, self.i.payload.data.as_value(),
+                            Cat(*[self._pad_const()] * lanes))),
+            ]
+
+        # Stage B: the column vector (newest row first) from the input and the memory.
+        colv = Signal(column)
+        m.d.comb += colv[0].eq(b_in)
+        if kh > 1:
+            older = data.ArrayLayout(data.ArrayLayout(self._elem, lanes), kh - 1)
+            m.submodules.rows = mem = Memory(shape=older.size, depth=depth, init=[],
+                                             attrs={"ram_style": "block"})
+            wr = mem.write_port()
+            rd = mem.read_port(transparent_for=(wr,) if depth == 1 else ())
+            rd_rows = data.View(older, rd.data)
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(adv),
+                         wr.addr.eq(b_addr), wr.en.eq(adv & b_valid),
+                         wr.data.eq(colv.as_value()[:older.size])]
+            for k in range(1, kh):
+                m.d.comb += colv[k].eq(rd_rows[k - 1])
+
+        chain_len = (kw - 1) * cols.dilation * groups
+        chain = [Signal(column, name=f"chain{n}", reset_less=True) for n in range(chain_len)]
+        with m.If(adv & b_valid):
+            for n, reg in enumerate(chain):
+                m.d.sync += reg.eq(colv if n == 0 else chain[n - 1])
+
+        def tap(k, j):          # k rows above, j columns left of the newest tap
+            vec = colv if j == 0 else chain[j * cols.dilation * groups - 1]
+            return vec[k]
+
+        with m.If(adv & b_valid & b_emit):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(b_last)]
+            for k in range(kh):
+                for j in range(kw):
+                    t = (kh - 1 - k) * kw + (kw - 1 - j)
+                    pad = b_rmask[k] | b_cmask[j]
+                    for lane in range(lanes):
+                        m.d.sync += self.o.payload.data[t][lane].eq(
+                            Mux(pad, self._pad_const(), tap(k, j)[lane]))
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+    def _pad_const(self):
+        return Const(self._pad, self._elem)
