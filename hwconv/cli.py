@@ -138,7 +138,7 @@ def cmd_report(args):
 
 def _add_onnx_commands(sub):
     from . import datasets
-    from .numerics import MULT_BITS
+    from .frontends.onnx_import import IMPORT_MULT_BITS
 
     def common(p, calibration_help):
         p.add_argument("model", help="ONNX model, float or QDQ-quantized")
@@ -151,8 +151,8 @@ def _add_onnx_commands(sub):
                        help="activation type when quantizing")
 
     def mult_bits(p):
-        p.add_argument("--mult-bits", type=int, default=MULT_BITS,
-                       help=f"requantization multiplier width (default {MULT_BITS})")
+        p.add_argument("--mult-bits", type=int, default=IMPORT_MULT_BITS,
+                       help=f"requantization multiplier width (default {IMPORT_MULT_BITS})")
 
     g = sub.add_parser("golden", help="integer golden model: float IN.npy -> float OUT.npy")
     common(g, "inputs for quantizing a float model (float32, model input shape)")

@@ -22,7 +22,8 @@ How a QDQ model maps to integer layers:
   norm into that layer's output range: the zero point sits at the bottom of the integer
   range, so saturation clamps at real 0.  The importer makes that activation explicit as
   a ReLU node ``<layer>.relu`` (exact: it changes no value), so that pool-before-activate
-  and the pool-activate stage see it.
+  and the pool-activate stage see it.  Where the dropped Clip's range lands on a
+  max-pool instead, an identity activation ``<pool>.requant`` rescales after the pool.
 * A BatchNormalization that was not folded into a conv is computed in float by
   onnxruntime; hwconv makes it a depthwise 1x1 conv with one exact weight per channel.
 
@@ -47,16 +48,21 @@ from .. import golden
 from ..errors import HwconvError, LayerError, UnsupportedError
 from ..ir import Activation, Add, AvgPool, BatchNorm, Conv2D, Dense, Flatten, GlobalAvgPool, \
     MaxPool, Network, Node
-from ..numerics import MULT_BITS, QParams, Requant
+from ..numerics import QParams, Requant
 from ..quant import QConv2D, QDense, QNetwork, _quantize_op
 
-__all__ = ["SUPPORTED_OPS", "OnnxError", "Imported", "load_model", "import_onnx",
-           "is_quantized"]
+__all__ = ["SUPPORTED_OPS", "IMPORT_MULT_BITS", "OnnxError", "Imported", "load_model",
+           "import_onnx", "is_quantized"]
 
 SUPPORTED_OPS = ("Conv", "Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "BatchNormalization", "Add", "Flatten", "Reshape",
                  "Gemm", "MatMul", "QuantizeLinear", "DequantizeLinear", "Identity",
                  "Constant")
+
+#: Requantization multiplier width of imported QDQ models.  onnxruntime requantizes in
+#: float32 (24-bit mantissa); with 24-bit multipliers the golden model matched it on
+#: 100% of the digits model's values, against 99.5% of its outputs with 16 bits.
+IMPORT_MULT_BITS = 24
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _ONNX_DTYPES = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
@@ -705,25 +711,43 @@ class _Importer:
 
     # -- the integer network ----------------------------------------------------------
 
-    def explicit_relus(self):
-        """Insert ``<layer>.relu`` where a zero point at the range floor is a ReLU."""
+    def explicit_activations(self):
+        """Make activations that a QDQ model folded into quantization ranges explicit.
+
+        * A conv, dense, add or batch norm whose output zero point is the bottom of the
+          integer range clamps at real 0: ``<layer>.relu`` follows it.
+        * A max-pool or flatten whose output is quantized differently from its input
+          (onnxruntime moved a Clip's range onto it) keeps its input's parameters and
+          ``<layer>.requant``, an identity activation, rescales after it (exact for
+          max-pooling: a non-decreasing requantization commutes with max).
+        """
         net, nodes, rename = self.net, [], {}
         for n in net.nodes:
-            nodes.append(Node(n.name, n.op, tuple(rename.get(i, i) for i in n.inputs)))
+            n = Node(n.name, n.op, tuple(rename.get(i, i) for i in n.inputs))
+            nodes.append(n)
             q = self.qp.get(n.name)
-            users = net.consumers(n.name)
-            if not isinstance(n.op, _SIGNED_OUTPUT) or q is None or q.zero_point != q.qmin \
-                    or n.name == net.output \
-                    or all(isinstance(u.op, Activation) for u in users):
-                continue
-            relu = self.hw_name(f"{n.name}.relu")
-            nodes.append(Node(relu, Activation("relu"), (n.name,)))
-            rename[n.name] = relu
-            self.qp[relu] = q
-            self.origin[relu] = self.origin[n.name]
-            if n.name in self.onnx_tensors:
-                self.onnx_tensors[relu] = self.onnx_tensors[n.name]
-        self.net = net.rebuilt(nodes, net.output)
+            in_q = self.qp.get(n.inputs[0])
+            if isinstance(n.op, (MaxPool, Flatten)) and q is not None and q != in_q:
+                self.qp[n.name] = in_q
+                self._follow(nodes, rename, n.name, "requant", Activation("identity"), q,
+                             move_tensor=True)
+            elif isinstance(n.op, _SIGNED_OUTPUT) and q is not None and \
+                    q.zero_point == q.qmin and n.name != net.output and \
+                    not all(isinstance(u.op, Activation) for u in net.consumers(n.name)):
+                self._follow(nodes, rename, n.name, "relu", Activation("relu"), q)
+        self.net = net.rebuilt(nodes, rename.get(net.output, net.output))
+
+    def _follow(self, nodes, rename, name, suffix, layer, q, move_tensor=False):
+        """Append ``layer`` after tensor ``name``; its readers read the new node."""
+        new = self.hw_name(f"{name}.{suffix}")
+        nodes.append(Node(new, layer, (name,)))
+        rename[name] = new
+        self.qp[new] = q
+        self.origin[new] = self.origin[name]
+        if name in self.onnx_tensors:
+            self.onnx_tensors[new] = self.onnx_tensors[name]
+            if move_tensor:
+                del self.onnx_tensors[name]
 
     def integer_network(self):
         """The :class:`QNetwork` of a QDQ model (see module docstring)."""
@@ -787,7 +811,7 @@ class _Importer:
         return QDense(ints, bias, in_q=in_q, out_q=out_q, requant=requant)
 
 
-def import_onnx(source, mult_bits=MULT_BITS):
+def import_onnx(source, mult_bits=IMPORT_MULT_BITS):
     """Import an ONNX model (see module docstring).
 
     Parameters
@@ -814,7 +838,7 @@ def import_onnx(source, mult_bits=MULT_BITS):
     output_name = imp.run()
     qnet = None
     if is_quantized(model):
-        imp.explicit_relus()
+        imp.explicit_activations()
         qnet = imp.integer_network()
     layout = {3: "NCHW", 1: "NC"}
     return Imported(imp.net, qnet, imp.input_name, output_name,

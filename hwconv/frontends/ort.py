@@ -1,7 +1,7 @@
 """onnxruntime as hwconv's independent reference, and its quantization tooling.
 
 * :func:`run` - run a model (float or QDQ) on a batch, optionally returning intermediate
-  tensors (added as graph outputs).
+  integer tensors (read through :func:`probe` sub-models).
 * :func:`import_quantized` - import a QDQ model, or quantize a float one and import it.
 * :func:`quantize_model` - a float ONNX model plus calibration inputs to a QDQ model with
   onnxruntime's own tools: :func:`~onnxruntime.quantization.quant_pre_process` (shape
@@ -25,17 +25,15 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from ..errors import HwconvError
 from ..fileio import write_atomic
-from ..numerics import MULT_BITS
-from .onnx_import import import_onnx, is_quantized, load_model
+from .onnx_import import IMPORT_MULT_BITS, import_onnx, is_quantized, load_model
 
-__all__ = ["session", "run", "with_outputs", "quantize_model", "import_quantized",
+__all__ = ["session", "run", "probe", "quantize_model", "import_quantized",
            "ArrayReader", "CALIBRATION_BATCH"]
 
 #: Largest batch handed to onnxruntime at once during calibration.
 CALIBRATION_BATCH = 64
 
 _QTYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-_ELEM = {"int8": onnx.TensorProto.INT8, "uint8": onnx.TensorProto.UINT8}
 
 # onnxruntime logs graph-optimization notes at warning level; keep errors only.
 ort.set_default_logger_severity(3)
@@ -49,18 +47,44 @@ def session(model):
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
-def with_outputs(model, tensors):
-    """A copy of ``model`` that also outputs ``tensors`` (``{name: "int8" | "uint8"}``)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    have = {o.name for o in model.graph.output}
-    for name, dtype in tensors.items():
-        if name not in have:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, _ELEM[dtype],
-                                                                         None))
-    return model
+def probe(model, tensor):
+    """A sub-model of ``model`` whose output shows integer ``tensor`` without disturbing it.
+
+    Making a QuantizeLinear output a graph output (or giving it any consumer besides its
+    DequantizeLinear) stops onnxruntime from fusing that QuantizeLinear into the quantized
+    kernel before it, which changes the arithmetic.  The probe keeps only the nodes that
+    ``tensor`` depends on plus the DequantizeLinear reading it, whose float output becomes
+    the graph output, the same shape a whole QDQ model ends with.
+
+    Returns
+    -------
+    (onnx.ModelProto, bool)
+        The sub-model, and whether it outputs ``tensor`` dequantized (else as is).
+    """
+    g = model.graph
+    dq = next((n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] == tensor),
+              None)
+    target = tensor if dq is None else dq.output[0]
+    producer = {o: n for n in g.node for o in n.output}
+    needed, stack = set(), [target]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is not None and id(n) not in needed:
+            needed.add(id(n))
+            stack.extend(i for i in n.input if i)
+    nodes = [n for n in g.node if id(n) in needed]
+    used = {i for n in nodes for i in n.input}
+    sub = onnx.helper.make_graph(
+        nodes, g.name, [i for i in g.input if i.name in used],
+        [onnx.helper.make_tensor_value_info(target, onnx.TensorProto.FLOAT if dq else
+                                            onnx.TensorProto.INT8, None)],
+        [t for t in g.initializer if t.name in used])
+    sub_model = onnx.helper.make_model(sub, opset_imports=model.opset_import,
+                                       ir_version=model.ir_version)
+    return sub_model, dq is not None
 
 
-def run(model, x, outputs=None):
+def run(model, x, tensors=()):
     """Run ``model`` on the batch ``x`` (the model's own layout).
 
     Parameters
@@ -68,25 +92,33 @@ def run(model, x, outputs=None):
     model : onnx.ModelProto or path
     x : ndarray
         Model input, batch first; cast to float32.
-    outputs : dict, optional
-        Intermediate integer tensors to return as well, ``{onnx_name: dtype}``.
+    tensors : dict, optional
+        Intermediate integer tensors (QuantizeLinear outputs) to return as well, with
+        their :class:`~hwconv.numerics.QParams`; each is read through a :func:`probe`,
+        so the kernels onnxruntime runs are those of the whole model.
 
     Returns
     -------
-    ndarray or dict
-        The model output, or with ``outputs`` a dict of every requested tensor plus the
-        model output under its own name.
+    ndarray or (ndarray, dict)
+        The model output, and with ``tensors`` a dict of their integer values (int64).
     """
     model = load_model(model)
-    if outputs:
-        model = with_outputs(model, outputs)
+    x = np.asarray(x, dtype=np.float32)
+    out = _run(model, x)
+    if not tensors:
+        return out
+    values = {}
+    for t, q in tensors.items():
+        sub, dequantized = probe(model, t)
+        v = _run(sub, x)
+        values[t] = np.rint(v.astype(np.float64) / q.scale).astype(np.int64) + \
+            q.zero_point if dequantized else v.astype(np.int64)
+    return out, values
+
+
+def _run(model, x):
     sess = session(model)
-    name = sess.get_inputs()[0].name
-    names = [o.name for o in sess.get_outputs()]
-    values = sess.run(names, {name: np.asarray(x, dtype=np.float32)})
-    if not outputs:
-        return values[0]
-    return dict(zip(names, values))
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
 class ArrayReader(CalibrationDataReader):
@@ -181,7 +213,7 @@ def quantize_model(model, calibration, path=None, symmetric=False, per_channel=T
     return qdq
 
 
-def import_quantized(model, calibration=None, mult_bits=MULT_BITS, **quant_options):
+def import_quantized(model, calibration=None, mult_bits=IMPORT_MULT_BITS, **quant_options):
     """Import a QDQ model as it is, or quantize a float model first.
 
     Parameters
