@@ -49,6 +49,8 @@ class StageCost:
     weight_words: int = 0
     macs_per_frame: int = 0
     requant_multipliers: int = 0
+    #: other activation storage in values: a Dense input vector, accumulators, a skip FIFO
+    buffer_words: int = 0
 
     @property
     def utilization(self):
@@ -201,6 +203,33 @@ def window(stage, in_shape, kernel, stride=1, padding=0, dilation=1, lanes=1):
     return geo
 
 
+def window_cycles(geo, folds=1):
+    """Cycles per frame of a line buffer whose consumer holds each window beat ``folds``
+    cycles (input always valid, output always ready, frames back to back).
+
+    The consumer takes window beats straight from the line buffer's output register,
+    and the line buffer stalls only on a slot that emits into a full register.  So the
+    consumer idles only where the slots between two consecutive windows outlast a
+    window's ``folds`` cycles: between window beats ``r`` slots apart the cost is
+    ``max(folds, r + 1)``.  The beats of one position are consecutive slots; positions
+    are ``stride`` pixels apart along a row, rows and frames join at fixed distances.
+    With "same"-style padding and stride 1 every slot emits and this is exactly
+    ``OH * OW * C/lanes * folds``; with ``folds == 1`` it is the slot count, ``H * W *
+    C/lanes``.
+    """
+    rows, cols, g = geo.rows, geo.cols, geo.groups
+
+    def gap(pixels):            # cost of a window whose predecessor is `pixels` back
+        return max(folds, (pixels - 1) * g + 1)
+
+    w = cols.size
+    row_jump = rows.stride * w + cols.first - cols.last
+    frame_jump = rows.size * w + (rows.first - rows.last) * w + cols.first - cols.last
+    return (rows.out * cols.out * (g - 1) * folds
+            + rows.out * (cols.out - 1) * gap(cols.stride)
+            + (rows.out - 1) * gap(row_jump) + gap(frame_jump))
+
+
 # -- stages -----------------------------------------------------------------------------
 
 #: Register stages of the line buffer from an input beat to its window.
@@ -211,8 +240,185 @@ def line_buffer(geo):
     """:class:`hwconv.hw.linebuffer.LineBuffer` over :class:`Window` ``geo``.
 
     One slot per cycle: ``H * W * C / lanes`` cycles per frame (the window count never
-    exceeds the input beat count, padding being smaller than the kernel span).
+    exceeds the input beat count, padding being smaller than the kernel span); see
+    :func:`window_cycles`.
     """
-    return StageCost(cycles_per_frame=geo.in_beats, multipliers=0,
+    return StageCost(cycles_per_frame=window_cycles(geo), multipliers=0,
                      latency=geo.first_beat + LINEBUFFER_STAGES,
                      linebuffer_words=geo.storage_words)
+
+
+def needs_window(geo):
+    """Whether a stage needs a line buffer (anything but a 1x1, stride-1, unpadded map)."""
+    r, c = geo.rows, geo.cols
+    return (r.kernel, c.kernel, r.stride, c.stride, r.before, r.after, c.before,
+            c.after) != (1, 1, 1, 1, 0, 0, 0, 0)
+
+
+def conv_window(stage, op, in_shape, lanes):
+    """Window geometry of conv layer ``op`` on ``in_shape`` (validated)."""
+    return window(stage, in_shape, op.kernel, op.stride, op.padding, op.dilation, lanes)
+
+
+def _check_int(stage, name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise HwconvError(f"{stage}: {name}={value!r} must be an integer >= {minimum}")
+
+
+def _check_divides(stage, name, value, total, what):
+    _check_int(stage, name, value, 1)
+    if total % value:
+        raise HwconvError(f"{stage}: {name}={value} must divide the {total} {what}")
+
+
+def mac_depth(terms, levels_per_stage, mul_stages):
+    """Register stages of :class:`hwconv.hw.mac.MacArray` from a step to its output."""
+    levels = (terms - 1).bit_length()
+    tree = (levels - 1) // levels_per_stage if levels_per_stage and levels else 0
+    return 1 + mul_stages + tree + 1
+
+
+def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+    """:class:`hwconv.hw.conv.Conv2D` for ``op`` (a QConv2D, ``groups == 1``).
+
+    ``G = C / simd`` window beats per output position, each held ``F = O / pe`` cycles.
+    """
+    stage = "Conv2D"
+    o, kh, kw, cg = op.weight.shape
+    if op.groups != 1:
+        raise HwconvError(f"{stage}: groups={op.groups} is not supported (depthwise convs "
+                          f"map to DepthwisePointwise; other grouped convs have no stage)")
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) != 3 or in_shape[2] != cg:
+        raise HwconvError(f"{stage}: in_shape {in_shape} must be (H, W, {cg}) for weights "
+                          f"of shape {op.weight.shape}")
+    _check_divides(stage, "simd", simd, cg, "input channels")
+    _check_divides(stage, "pe", pe, o, "output channels")
+    _check_int(stage, "levels_per_stage", levels_per_stage, 0)
+    _check_int(stage, "mul_stages", mul_stages, 1)
+    geo = conv_window(stage, op, in_shape, simd)
+    g, f = cg // simd, o // pe
+    oh, ow, _ = geo.out_shape
+    terms = kh * kw * simd
+    lb = line_buffer(geo) if needs_window(geo) else None
+    # The first window beat enters the MAC array at the line buffer's latency; without a
+    # line buffer the input beat itself is held, so its transfer is F - 1 steps late.
+    start = lb.latency if lb else 1 - f
+    latency = start + (g - 1) * f + mac_depth(terms, levels_per_stage, mul_stages) + \
+        REQUANT_LATENCY
+    return StageCost(
+        cycles_per_frame=window_cycles(geo, f) if lb else oh * ow * g * f,
+        multipliers=pe * terms, latency=latency,
+        linebuffer_words=geo.storage_words, weight_words=op.weight.size,
+        macs_per_frame=oh * ow * op.weight.size, requant_multipliers=pe)
+
+
+# -- dense, global average pooling, residual add (hwconv.hw.dense, .gap, .add) ----------
+
+__all__ += ["dense", "global_avg_pool", "add", "skip_fifo_depth", "ADD_LATENCY",
+            "SKIP_FIFO_READ_LATENCY"]
+
+#: Register stages of :class:`hwconv.hw.add.Add` from the join to the output.
+ADD_LATENCY = 3
+#: Clock edges from a write into an empty skip FIFO (``SyncFIFOBuffered``) to its read.
+SKIP_FIFO_READ_LATENCY = 2
+
+
+def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1):
+    """:class:`hwconv.hw.dense.Dense` for ``op`` (a QDense, weights ``(O, N)``).
+
+    ``N / simd`` input beats, swept ``O / pe`` times (the first sweep as they arrive, the
+    others from the input buffer of ``N`` values, absent when ``pe == O``).
+    """
+    stage = "Dense"
+    o, n = op.weight.shape
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) not in (1, 3) or min(in_shape) < 1 or \
+            in_shape[0] * (in_shape[1] * in_shape[2] if len(in_shape) == 3 else 1) != n:
+        raise HwconvError(f"{stage}: in_shape {in_shape} must be ({n},) or a feature map "
+                          f"of {n} values for weights of shape {op.weight.shape}")
+    _check_divides(stage, "pe", pe, o, "output channels")
+    _check_divides(stage, "simd", simd, in_shape[-1],
+                   "inputs" if len(in_shape) == 1 else "channels of the feature map")
+    _check_int(stage, "levels_per_stage", levels_per_stage, 0)
+    ni, no = n // simd, o // pe
+    return StageCost(
+        cycles_per_frame=ni * no, multipliers=pe * simd,
+        latency=ni - 1 + mac_depth(simd, levels_per_stage, 1) + REQUANT_LATENCY,
+        weight_words=o * n, macs_per_frame=o * n, requant_multipliers=pe,
+        buffer_words=n if no > 1 else 0)
+
+
+def global_avg_pool(op, in_shape, lanes=1):
+    """:class:`hwconv.hw.gap.GlobalAvgPool`: one input beat per cycle, ``C`` accumulators.
+
+    The first output beat follows the first beat of the frame's last pixel by one
+    accumulator register and the requantizer.
+    """
+    stage = "GlobalAvgPool"
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) != 3 or min(in_shape) < 1:
+        raise HwconvError(f"{stage}: in_shape must be (H, W, C), not {in_shape}")
+    h, w, c = in_shape
+    _check_divides(stage, "lanes", lanes, c, "channels")
+    groups = c // lanes
+    return StageCost(cycles_per_frame=h * w * groups, multipliers=0,
+                     latency=(h * w - 1) * groups + 1 + REQUANT_LATENCY,
+                     requant_multipliers=lanes, buffer_words=c)
+
+
+def add(op, in_shape, lanes=1, skip_depth=SKIP_FIFO_READ_LATENCY + 1):
+    """:class:`hwconv.hw.add.Add`: one beat of each operand per cycle.
+
+    ``latency`` counts from the main operand ``b`` (the skip operand waiting); the
+    ``2 * lanes`` constant multipliers rescale the operands, so they are reported as
+    ``requant_multipliers``; ``buffer_words`` is the skip FIFO.
+    """
+    stage = "Add"
+    in_shape = tuple(int(d) for d in in_shape)
+    if not in_shape or min(in_shape) < 1:
+        raise HwconvError(f"{stage}: in_shape {in_shape} must be a non-empty shape")
+    _check_divides(stage, "lanes", lanes, in_shape[-1], "channels")
+    _check_int(stage, "skip_depth", skip_depth, 0)
+    beats = 1
+    for d in in_shape:
+        beats *= d
+    return StageCost(cycles_per_frame=beats // lanes, multipliers=0, latency=ADD_LATENCY,
+                     requant_multipliers=2 * lanes, buffer_words=skip_depth * lanes)
+
+
+def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1):
+    """Skip FIFO depth for a residual :func:`add` whose operands come from one fork.
+
+    Parameters
+    ----------
+    latency_main_path : int
+        Clock edges from a beat leaving the fork to the main path's output beat that
+        depends on it reaching ``b``, without stalls (the sum of the stages' ``latency``).
+    latency_skip_path : int
+        The same for the skip path up to ``a`` (0 for a plain wire).
+    cycles_per_beat : int
+        Cycles between beats leaving the fork (1 at full rate; more for a folded path).
+
+    Returns
+    -------
+    int
+        ``max(ceil((Lm - Ls) / cycles_per_beat), SKIP_FIFO_READ_LATENCY) + 1``.
+
+    Notes
+    -----
+    While the main path works towards output beat ``k`` it may need input beats up to
+    ``k + D`` (a line buffer's look-ahead), all of which the fork hands to the skip FIFO
+    too while skip beat ``k`` waits there: the FIFO must hold ``D + 1`` beats or the fork
+    stops and nothing moves again (deadlock).  A main path that only delays by ``L``
+    cycles keeps ``L / cycles_per_beat`` beats in flight, and the FIFO needs one more
+    to never stall the fork.  ``D`` never exceeds the beats that pass in ``Lm`` cycles,
+    so the rule covers both.  Below ``SKIP_FIFO_READ_LATENCY`` the skip operand is the
+    late one and ``b`` waits (half rate; no real main path is that short).
+    """
+    for name, v in (("latency_main_path", latency_main_path),
+                    ("latency_skip_path", latency_skip_path)):
+        _check_int("skip_fifo_depth", name, v, 0)
+    _check_int("skip_fifo_depth", "cycles_per_beat", cycles_per_beat, 1)
+    diff = max(latency_main_path - latency_skip_path, 0)
+    return max(-(-diff // cycles_per_beat), SKIP_FIFO_READ_LATENCY) + 1

@@ -1,0 +1,228 @@
+"""MacArray: the folded multiply-accumulate engine shared by Conv2D and DepthwisePointwise.
+
+Each input beat is a vector of ``n_in`` values (a window beat: ``K*K`` taps x ``simd``
+lanes, or a pixel beat).  A pixel arrives as ``groups`` consecutive beats; each beat is
+held for ``folds`` cycles, and in cycle ``f`` the array computes ``PE`` dot products of
+``T`` terms (lane ``p`` multiplies the inputs ``taps[p]`` by weights from a ROM row
+addressed by ``(beat, fold)``).
+
+* ``accumulate=True`` (convolution, pointwise): the ``groups`` beats of a pixel add up;
+  output group ``f`` (channels ``f*PE .. f*PE+PE-1``) leaves after the pixel's last beat.
+  Per-output-channel accumulators form a rotating bank of ``folds`` words of ``PE``
+  values: each product sum adds to the head word, which moves to the tail, so every input
+  beat is read exactly once, no address decoding is needed and the bank maps to
+  shift-register LUTs.  (An input buffer of one pixel's windows, the alternative, would
+  hold ``K*K*C`` values instead of ``O`` accumulators and re-read them ``O/PE`` times.)
+* ``accumulate=False`` (depthwise, ``folds == 1``): every beat is its own output group.
+
+The first beat of a pixel starts from the bias (the caller folds the input zero point in:
+``sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w))``, the same integer, with
+8-bit multiplier operands).
+
+Pipeline (global stall: every register advances when the output register is free or being
+taken): ROM read and input register (1), products (``mul_stages``), adder tree
+(registers every ``levels_per_stage`` levels, see :func:`hwconv.hw.dense.adder_tree`),
+accumulator/output register (1).  Throughput: one ``(beat, fold)`` step per cycle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Shape, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import HwconvError
+from ..numerics import signed_bits
+from .dense import adder_tree
+from .requant import acc_layout
+
+__all__ = ["MacArray", "vector_layout", "value_bound"]
+
+
+def vector_layout(elem, n):
+    """Input beat of a :class:`MacArray`: ``n`` values plus ``last``."""
+    return data.StructLayout({"data": data.ArrayLayout(elem, n), "last": 1})
+
+
+def value_bound(elem):
+    """Largest magnitude of a value of shape ``elem``."""
+    elem = Shape.cast(elem)
+    return (1 << (elem.width - 1)) if elem.signed else (1 << elem.width) - 1
+
+
+def _delay(m, en, value, stages, name):
+    for k in range(stages):
+        reg = Signal.like(value, name=f"{name}_d{k}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class MacArray(wiring.Component):
+    """``PE`` dot products per cycle, folded over ``groups`` beats x ``folds`` cycles.
+
+    Parameters
+    ----------
+    in_elem : Shape
+        Input value shape.
+    taps : list of list of int
+        ``taps[p]``: the input indices lane ``p`` multiplies (same length ``T`` for all).
+    n_in : int
+        Values per input beat.
+    weights : int array, shape (groups * folds, PE, T)
+        Row ``g * folds + f`` holds the weights of beat ``g``, fold ``f``.
+    bias : int array, shape (output groups, PE)
+        Start value of each output group's accumulators.
+    groups, folds : int
+    accumulate : bool
+    weight_bits, acc_bits : int
+    levels_per_stage : int
+        Adder-tree levels between registers (0: combinational tree).
+    mul_stages : int
+        Registers after the multipliers (>= 1).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(vector_layout(in_elem, n_in)))
+    o : Out(stream.Signature(acc_layout(acc_bits, PE, output groups)))
+    depth : int
+        Register stages from an accepted step to the output register.
+    multipliers : int
+        ``PE * T``.
+    """
+
+    def __init__(self, in_elem, taps, n_in, weights, bias, *, groups, folds, accumulate,
+                 weight_bits, acc_bits, levels_per_stage=1, mul_stages=1):
+        weights = np.asarray(weights, dtype=np.int64)
+        bias = np.asarray(bias, dtype=np.int64)
+        pe, t = len(taps), len(taps[0])
+        if weights.shape != (groups * folds, pe, t):
+            raise HwconvError(f"MacArray: weights shape {weights.shape} != "
+                              f"{(groups * folds, pe, t)}")
+        out_groups = folds if accumulate else groups
+        if not accumulate and folds != 1:
+            raise HwconvError("MacArray: folds must be 1 without accumulation")
+        if bias.shape != (out_groups, pe):
+            raise HwconvError(f"MacArray: bias shape {bias.shape} != {(out_groups, pe)}")
+        if not isinstance(levels_per_stage, int) or levels_per_stage < 0:
+            raise HwconvError(f"MacArray: levels_per_stage={levels_per_stage!r} must be an "
+                              f"integer >= 0")
+        if not isinstance(mul_stages, int) or mul_stages < 1:
+            raise HwconvError(f"MacArray: mul_stages={mul_stages!r} must be an integer >= 1")
+        self._in_elem = Shape.cast(in_elem)
+        self._taps, self._n_in = [list(tp) for tp in taps], n_in
+        self._weights, self._bias = weights, bias
+        self._groups, self._folds, self._accumulate = groups, folds, accumulate
+        self._wbits, self._acc_bits = weight_bits, acc_bits
+        self._lps, self._mul_stages = levels_per_stage, mul_stages
+        super().__init__({
+            "i": In(stream.Signature(vector_layout(self._in_elem, n_in))),
+            "o": Out(stream.Signature(acc_layout(acc_bits, pe, out_groups))),
+        })
+
+    @property
+    def multipliers(self):
+        return len(self._taps) * len(self._taps[0])
+
+    @property
+    def tree_registers(self):
+        levels = (len(self._taps[0]) - 1).bit_length()
+        if not self._lps or levels == 0:
+            return 0
+        return (levels - 1) // self._lps
+
+    @property
+    def depth(self):
+        return 1 + self._mul_stages + self.tree_registers + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, t = len(self._taps), len(self._taps[0])
+        groups, folds, steps = self._groups, self._folds, self._groups * self._folds
+
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+
+        # Issue: step through (beat g, fold f); the beat is taken in its last fold.
+        f = Signal(range(folds), name="fold")
+        g = Signal(range(groups), name="beat")
+        addr = Signal(range(steps), name="waddr")
+        step = Signal()
+        m.d.comb += [self.i.ready.eq(en & (f == folds - 1)), step.eq(en & self.i.valid)]
+        with m.If(step):
+            m.d.sync += [f.eq(Mux(f == folds - 1, 0, f + 1)),
+                         addr.eq(Mux(addr == steps - 1, 0, addr + 1))]
+            with m.If(f == folds - 1):
+                m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
+
+        out_group = f if self._accumulate else g
+        ctrl = data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
+                                  "group": range(max(folds, groups))})
+        c0 = Signal(ctrl)
+        first = (g == 0) if self._accumulate else 1
+        final = (g == groups - 1) if self._accumulate else 1
+        m.d.comb += [c0.valid.eq(step), c0.first.eq(first), c0.final.eq(final),
+                     c0.last.eq(self.i.payload.last & (f == folds - 1)),
+                     c0.group.eq(out_group)]
+        c1 = _delay(m, en, c0, 1, "ctrl_in")
+        x1 = _delay(m, en, self.i.payload.data, 1, "x_in")
+
+        wshape = signed(self._wbits)
+        if steps == 1:
+            def weight(p, k):
+                return Const(int(self._weights[0, p, k]), wshape)
+        else:
+            m.submodules.weights = rom = Memory(
+                shape=data.ArrayLayout(wshape, pe * t), depth=steps,
+                init=[[int(v) for v in row.ravel()] for row in self._weights])
+            rd = rom.read_port()
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
+
+            def weight(p, k):
+                return rd.data[p * t + k]
+
+        # Products, then the adder tree per lane.
+        xb = value_bound(self._in_elem)
+        pbound = xb * (1 << (self._wbits - 1))
+        sums = []
+        regs = 0
+        for p, lane_taps in enumerate(self._taps):
+            prods = []
+            for k, n in enumerate(lane_taps):
+                prod = Signal(signed(signed_bits(pbound)), name=f"prod_{p}_{k}")
+                with m.If(en):
+                    m.d.sync += prod.eq(x1[n] * weight(p, k))
+                prods.append(_delay(m, en, prod, self._mul_stages - 1, f"prod_{p}_{k}"))
+            total, _, regs = adder_tree(m, prods, [pbound] * t, en, self._lps, f"tree{p}")
+            sums.append(total)
+        ct = _delay(m, en, c1, self._mul_stages + regs, "ctrl")
+
+        # Accumulate (rotating bank) and register the output.
+        acc_shape = signed(self._acc_bits)
+        banked = self._accumulate and groups > 1
+        bank = [[Signal(acc_shape, name=f"bank{w}_{p}", reset_less=True) for p in range(pe)]
+                for w in range(folds)] if banked else None
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(ct.valid & ct.final),
+                         self.o.payload.group.eq(ct.group),
+                         self.o.payload.last.eq(ct.last)]
+            for p in range(pe):
+                values = [int(b) for b in self._bias[:, p]]
+                if len(set(values)) == 1:
+                    start = Const(values[0], acc_shape)
+                else:
+                    start = Array(Const(v, acc_shape) for v in values)[ct.group]
+                if banked:
+                    start = Mux(ct.first, start, bank[0][p])
+                new = Signal(acc_shape, name=f"acc_next{p}")
+                m.d.comb += new.eq(start + sums[p])
+                m.d.sync += self.o.payload.acc[p].eq(new)
+                if banked:
+                    with m.If(ct.valid):
+                        for w in range(folds):
+                            m.d.sync += bank[w][p].eq(new if w == folds - 1 else bank[w + 1][p])
+        return m
