@@ -237,7 +237,7 @@ def test_add_timing():
     assert oc[0] - run.in_cycles["a"][0] == dut.skip_latency
     late = run_streams(dut, {"a": beats(a, 2), "b": beats(b, 2)}, {"o": 96}, start={"b": 10})
     assert late.out_cycles["o"][0] - late.in_cycles["b"][0] == dut.latency
-    assert dut.storage_words == 6 and dut.multipliers == 4
+    assert dut.storage_words == 6 and dut.multipliers == 0 and dut.requant_multipliers == 4
 
 
 def test_add_errors():

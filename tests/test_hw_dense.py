@@ -117,7 +117,7 @@ def test_dense_timing(pe, simd):
     assert (oc[-1] - oc[per - 1]) == (frames - 1) * dut.cycles_per_frame
     assert oc[0] - ic[0] == dut.latency
     assert dut.multipliers == pe * simd
-    assert dut.storage_words == 32 + (8 if pe < 4 else 0)
+    assert dut.storage_words == (8 if pe < 4 else 0) and dut.weight_words == 32
 
 
 def test_dense_errors():

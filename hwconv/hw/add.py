@@ -6,19 +6,12 @@ buffer, pipelines).  The join takes one beat of each when both are present; then
 ``y = sat(zp_out + round_shift((a - zp_a) * Ma + (b - zp_b) * Mb, s))`` in three register
 stages, with the zero points and the rounding half folded into one constant.
 
-Skip FIFO depth (:func:`skip_fifo_depth`): a fork feeding both paths can only hand beat
-``k + D`` to the main path while the skip FIFO still holds beat ``k`` if the FIFO has room
-for ``D + 1`` beats.  A main path that needs ``D`` beats beyond ``k`` before it emits beat
-``k`` (a line buffer) deadlocks with less; one that merely delays by ``L`` cycles runs at
-full rate only with ``L + 1``.  Both ``D`` and the beats passed in ``L`` cycles are at most
-``latency_main_path / cycles_per_beat``, hence the rule.  The skip FIFO itself takes
-``SKIP_FIFO_READ_LATENCY`` edges from write to read, so a main path shorter than that
-(never the case with a conv on it) makes ``b`` wait and halves the rate.
+The skip FIFO's depth is a constructor parameter; :func:`hwconv.cost.skip_fifo_depth`
+(re-exported here) gives it from the latency difference of the two paths, with the
+bound explained there.
 """
 
 from __future__ import annotations
-
-import math
 
 from amaranth import Const, Module, Signal
 from amaranth.hdl import signed
@@ -26,48 +19,15 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .. import cost
+from ..cost import SKIP_FIFO_READ_LATENCY, skip_fifo_depth
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QAdd
 from .requant import clamp
-from .stream import beat_signature, check_lanes, elem_shape
+from .stream import beat_signature, elem_shape
 
-__all__ = ["Add", "skip_fifo_depth", "SKIP_FIFO_READ_LATENCY"]
-
-#: Clock edges from a write into an empty ``SyncFIFOBuffered`` to the read of that entry.
-SKIP_FIFO_READ_LATENCY = 2
-
-
-def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1):
-    """Skip FIFO depth for a residual Add fed by a fork.
-
-    Parameters
-    ----------
-    latency_main_path : int
-        Clock edges from a beat leaving the fork to the main path's output beat that
-        depends on it reaching ``b`` (sum of the stages' ``latency``), without stalls.
-    latency_skip_path : int
-        The same for the skip path up to ``a`` (0 for a plain wire).
-    cycles_per_beat : int
-        Cycles between beats leaving the fork (1 at full rate; a folded path's rate).
-
-    Returns
-    -------
-    int
-        ``max(ceil((Lm - Ls) / cycles_per_beat), SKIP_FIFO_READ_LATENCY) + 1``: beats the
-        skip operand waits for its partner, plus the one being written.  Guarantees
-        no deadlock for any main path that holds at most ``Lm / cycles_per_beat`` beats
-        (every stage here), and no throughput loss at the given rate.
-    """
-    for name, v in (("latency_main_path", latency_main_path),
-                    ("latency_skip_path", latency_skip_path),
-                    ("cycles_per_beat", cycles_per_beat)):
-        if not isinstance(v, int) or v < 0:
-            raise HwconvError(f"skip_fifo_depth: {name} must be an integer >= 0, not {v!r}")
-    if cycles_per_beat < 1:
-        raise HwconvError("skip_fifo_depth: cycles_per_beat must be >= 1")
-    lag = math.ceil(max(latency_main_path - latency_skip_path, 0) / cycles_per_beat)
-    return max(lag, SKIP_FIFO_READ_LATENCY) + 1
+__all__ = ["Add", "skip_fifo_depth"]
 
 
 class Add(wiring.Component):
@@ -99,28 +59,22 @@ class Add(wiring.Component):
     skip_latency : int
         The same from ``a``'s first beat with ``b``'s waiting (adds the FIFO's).
     multipliers : int
-        ``2 * lanes`` constant multipliers.
+        0 (no MAC array); the ``2 * lanes`` constant multipliers that rescale the
+        operands are ``requant_multipliers``.
     storage_words : int
         ``skip_depth * lanes`` values in the skip FIFO.
+    cost : hwconv.cost.StageCost
+        All of these, from :func:`hwconv.cost.add`.
     """
-
-    latency = 3
 
     def __init__(self, op, in_shape, *, lanes=1, skip_depth=SKIP_FIFO_READ_LATENCY + 1):
         if not isinstance(op, QAdd):
             raise HwconvError(f"Add: op must be a QAdd, not {type(op).__name__}")
-        in_shape = tuple(int(d) for d in in_shape)
-        if not in_shape or min(in_shape) < 1:
-            raise HwconvError(f"Add: in_shape {in_shape} must be a non-empty shape")
-        if not isinstance(lanes, int):
-            raise HwconvError(f"Add: lanes must be an integer, not {lanes!r}")
-        check_lanes(in_shape[-1], lanes, "Add")
-        if not isinstance(skip_depth, int) or skip_depth < 0:
-            raise HwconvError(f"Add: skip_depth={skip_depth!r} must be an integer >= 0")
+        self._cost = cost.add(op, in_shape, lanes, skip_depth)
         if op.mult_a < 0 or op.mult_b < 0 or op.shift < 0:
             raise HwconvError(f"Add: multipliers ({op.mult_a}, {op.mult_b}) and shift "
                               f"{op.shift} must be >= 0")
-        self._op, self._in_shape, self._lanes = op, in_shape, lanes
+        self._op, self._in_shape, self._lanes = op, tuple(in_shape), lanes
         self._skip_depth = skip_depth
         self._a_elem = elem_shape(op.a_q.dtype)
         self._b_elem = elem_shape(op.b_q.dtype)
@@ -132,8 +86,17 @@ class Add(wiring.Component):
         })
 
     @property
+    def cost(self):
+        """The :class:`hwconv.cost.StageCost` the properties below come from."""
+        return self._cost
+
+    @property
     def cycles_per_frame(self):
-        return math.prod(self._in_shape) // self._lanes
+        return self._cost.cycles_per_frame
+
+    @property
+    def latency(self):
+        return self._cost.latency
 
     @property
     def skip_latency(self):
@@ -141,11 +104,15 @@ class Add(wiring.Component):
 
     @property
     def multipliers(self):
-        return 2 * self._lanes
+        return self._cost.multipliers
+
+    @property
+    def requant_multipliers(self):
+        return self._cost.requant_multipliers
 
     @property
     def storage_words(self):
-        return self._skip_depth * self._lanes
+        return self._cost.buffer_words
 
     @property
     def skip_depth(self):

@@ -25,11 +25,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QDense
-from .requant import Requantizer, acc_layout
-from .stream import beat_signature, check_lanes, elem_shape
+from .requant import Requantizer
+from .stream import beat_signature, elem_shape
 
 __all__ = ["Dense", "flatten_order", "adder_tree"]
 
@@ -123,7 +124,9 @@ class Dense(wiring.Component):
     multipliers : int
         ``pe * simd`` (the requantizer adds ``pe`` more, see ``requant_multipliers``).
     storage_words : int
-        Weight ROM words (``O * N``) plus input buffer words (``N`` when ``O > pe``).
+        Input buffer values (``N`` when ``O > pe``, else 0); ``weight_words`` is ``O * N``.
+    cost : hwconv.cost.StageCost
+        All of these, from :func:`hwconv.cost.dense`.
     acc_bits : int
         Accumulator width (bound of ``sum(x * w) + bias'`` over every partial sum).
     """
@@ -131,19 +134,9 @@ class Dense(wiring.Component):
     def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1):
         if not isinstance(op, QDense):
             raise HwconvError(f"Dense: op must be a QDense, not {type(op).__name__}")
+        self._cost = cost.dense(op, in_shape, pe, simd, levels_per_stage=levels_per_stage)
         o, n = op.weight.shape
         in_shape = tuple(int(d) for d in in_shape)
-        if int(np.prod(in_shape)) != n or len(in_shape) not in (1, 3):
-            raise HwconvError(f"Dense: in_shape {in_shape} must be ({n},) or a feature map "
-                              f"of {n} values for weights of shape {op.weight.shape}")
-        if not isinstance(pe, int) or pe < 1 or o % pe:
-            raise HwconvError(f"Dense: pe={pe!r} must divide the {o} output channels")
-        if not isinstance(simd, int) or simd < 1 or n % simd:
-            raise HwconvError(f"Dense: simd={simd!r} must divide the {n} inputs")
-        check_lanes(in_shape[-1], simd, "Dense (simd)")
-        if not isinstance(levels_per_stage, int) or levels_per_stage < 0:
-            raise HwconvError(f"Dense: levels_per_stage={levels_per_stage!r} must be an "
-                              f"integer >= 0")
         if input_order is None:
             order = flatten_order(in_shape) if len(in_shape) == 3 else np.arange(n)
         else:
@@ -169,41 +162,41 @@ class Dense(wiring.Component):
         })
 
     @property
+    def cost(self):
+        """The :class:`hwconv.cost.StageCost` the properties below come from."""
+        return self._cost
+
+    @property
     def acc_bits(self):
         return signed_bits(self._acc_bound)
 
     @property
     def cycles_per_frame(self):
-        return self._ni * self._no
-
-    @property
-    def multipliers(self):
-        return self._pe * self._simd
-
-    @property
-    def requant_multipliers(self):
-        return self._pe
-
-    @property
-    def macs_per_frame(self):
-        return self._o * self._n
-
-    @property
-    def storage_words(self):
-        return self._o * self._n + (self._n if self._no > 1 else 0)
-
-    @property
-    def tree_registers(self):
-        """Register stages inside the adder tree."""
-        levels = (self._simd - 1).bit_length()
-        if not self._levels_per_stage or levels == 0:
-            return 0
-        return (levels - 1) // self._levels_per_stage
+        return self._cost.cycles_per_frame
 
     @property
     def latency(self):
-        # last input beat -> products -> tree -> accumulator output -> requantizer
-        return self._ni - 1 + 1 + self.tree_registers + 1 + 1 + Requantizer.latency
+        return self._cost.latency
+
+    @property
+    def multipliers(self):
+        return self._cost.multipliers
+
+    @property
+    def requant_multipliers(self):
+        return self._cost.requant_multipliers
+
+    @property
+    def macs_per_frame(self):
+        return self._cost.macs_per_frame
+
+    @property
+    def storage_words(self):
+        return self._cost.buffer_words
+
+    @property
+    def weight_words(self):
+        return self._cost.weight_words
 
     def _rom_init(self):
         pe, simd = self._pe, self._simd

@@ -15,11 +15,12 @@ from amaranth.hdl import signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QGlobalAvgPool
 from .requant import Requantizer
-from .stream import beat_signature, check_lanes, elem_shape
+from .stream import beat_signature, elem_shape
 
 __all__ = ["GlobalAvgPool"]
 
@@ -46,6 +47,8 @@ class GlobalAvgPool(wiring.Component):
         0 (the requantizer has ``lanes``, see ``requant_multipliers``).
     storage_words : int
         ``C`` accumulators.
+    cost : hwconv.cost.StageCost
+        All of these, from :func:`hwconv.cost.global_avg_pool`.
     acc_bits : int
     """
 
@@ -53,14 +56,11 @@ class GlobalAvgPool(wiring.Component):
         if not isinstance(op, QGlobalAvgPool):
             raise HwconvError(f"GlobalAvgPool: op must be a QGlobalAvgPool, "
                               f"not {type(op).__name__}")
+        self._cost = cost.global_avg_pool(op, in_shape, lanes)
         in_shape = tuple(int(d) for d in in_shape)
-        if len(in_shape) != 3 or min(in_shape) < 1:
-            raise HwconvError(f"GlobalAvgPool: in_shape must be (H, W, C), not {in_shape}")
         h, w, c = in_shape
-        if not isinstance(lanes, int):
-            raise HwconvError(f"GlobalAvgPool: lanes must be an integer, not {lanes!r}")
-        self._groups = check_lanes(c, lanes, "GlobalAvgPool")
         self._op, self._in_shape, self._lanes = op, in_shape, lanes
+        self._groups = c // lanes
         self._pixels = h * w
         zp = op.in_q.zero_point
         self._restart = -self._pixels * zp
@@ -73,27 +73,33 @@ class GlobalAvgPool(wiring.Component):
         })
 
     @property
+    def cost(self):
+        """The :class:`hwconv.cost.StageCost` the properties below come from."""
+        return self._cost
+
+    @property
     def acc_bits(self):
         return signed_bits(self._acc_bound)
 
     @property
     def cycles_per_frame(self):
-        return self._pixels * self._groups
+        return self._cost.cycles_per_frame
 
     @property
     def latency(self):
-        # first beat of the last pixel -> accumulator output -> requantizer
-        return (self._pixels - 1) * self._groups + 1 + Requantizer.latency
+        return self._cost.latency
 
-    multipliers = 0
+    @property
+    def multipliers(self):
+        return self._cost.multipliers
 
     @property
     def requant_multipliers(self):
-        return self._lanes
+        return self._cost.requant_multipliers
 
     @property
     def storage_words(self):
-        return self._in_shape[2]
+        return self._cost.buffer_words
 
     def elaborate(self, platform):
         m = Module()
