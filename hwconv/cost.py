@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from .errors import HwconvError
 from .ir import normalize_padding, pair
 
-__all__ = ["StageCost", "Axis", "Window", "window", "line_buffer", "conv2d",
+__all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
            "pool_activate", "depthwise_pointwise", "REQUANT_LATENCY", "ACTIVATE_LATENCY"]
 
 #: Register stages of :class:`hwconv.hw.requant.Requantizer`.
@@ -422,3 +422,61 @@ def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1
     _check_int("skip_fifo_depth", "cycles_per_beat", cycles_per_beat, 1)
     diff = max(latency_main_path - latency_skip_path, 0)
     return max(-(-diff // cycles_per_beat), SKIP_FIFO_READ_LATENCY) + 1
+
+
+def max_tree_stages(taps, levels_per_stage):
+    """Register stages of :class:`hwconv.hw.pool.WindowMax` (output register included)."""
+    levels = (taps - 1).bit_length()
+    return 1 + ((levels - 1) // levels_per_stage if levels_per_stage and levels else 0)
+
+
+def activation_latency(act):
+    """Register stages of :class:`hwconv.hw.pool.ActivationUnit` for ``act``."""
+    return 1 if act.is_clamp else ACTIVATE_LATENCY
+
+
+def _check_activation(stage, act, dtype=None):
+    from .quant import QActivation
+    if not isinstance(act, QActivation):
+        raise HwconvError(f"{stage}: act must be a QActivation or None, not "
+                          f"{type(act).__name__}")
+    for name, rq in (("positive", act.pos), ("negative", act.neg)):
+        if len(set(rq.multiplier.ravel().tolist())) != 1 or \
+                len(set(rq.shift.ravel().tolist())) != 1:
+            raise HwconvError(f"{stage}: the activation's {name} requantizer must be "
+                              f"per-tensor (one multiplier and shift)")
+    if dtype is not None and act.in_q.dtype != dtype:
+        raise HwconvError(f"{stage}: activation input type {act.in_q.dtype} != stream "
+                          f"type {dtype}")
+
+
+def pool_activate(pool, act, in_shape, lanes=1, *, dtype=None, levels_per_stage=1):
+    """:class:`hwconv.hw.pool.PoolActivate`: one window (or beat) per cycle."""
+    from .ir import MaxPool
+    stage = "PoolActivate"
+    if pool is None and act is None:
+        raise HwconvError(f"{stage}: needs a pool, an activation or both")
+    if pool is not None and not isinstance(pool, MaxPool):
+        raise HwconvError(f"{stage}: pool must be a MaxPool or None, not "
+                          f"{type(pool).__name__}")
+    if act is not None:
+        _check_activation(stage, act, dtype)
+        dtype = act.in_q.dtype
+    elif dtype not in ("int8", "uint8"):
+        raise HwconvError(f"{stage}: dtype must be 'int8' or 'uint8' when there is no "
+                          f"activation, not {dtype!r}")
+    _check_int(stage, "levels_per_stage", levels_per_stage, 0)
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) != 3 or min(in_shape) < 1:
+        raise HwconvError(f"{stage}: in_shape must be (H, W, C), not {in_shape}")
+    _check_divides(stage, "lanes", lanes, in_shape[2], "channels")
+    latency = activation_latency(act) if act is not None else 0
+    if pool is None:
+        return StageCost(cycles_per_frame=in_shape[0] * in_shape[1] * in_shape[2] // lanes,
+                         multipliers=0, latency=latency)
+    geo = window(stage, in_shape, pool.kernel, pool.stride, pool.padding, 1, lanes)
+    lb = line_buffer(geo)
+    taps = geo.rows.kernel * geo.cols.kernel
+    return StageCost(cycles_per_frame=window_cycles(geo), multipliers=0,
+                     latency=lb.latency + max_tree_stages(taps, levels_per_stage) + latency,
+                     linebuffer_words=geo.storage_words)
