@@ -207,6 +207,9 @@ def quantize_model(model, calibration, path=None, symmetric=False, per_channel=T
                         weight_type=QuantType.QInt8,
                         extra_options={"ActivationSymmetric": bool(symmetric)})
         qdq = onnx.load(str(out))
+    if not is_quantized(qdq):
+        raise HwconvError("onnxruntime's quantizer left the model in float: it found no "
+                          "operator it quantizes")
     if path is not None:
         data = qdq.SerializeToString()
         write_atomic(path, lambda f: f.write(data))
