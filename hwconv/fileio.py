@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import HwconvError
+
 __all__ = ["write_atomic", "save_npy"]
 
 
@@ -16,10 +18,14 @@ def write_atomic(path, write, mode="wb"):
 
     The temporary file lives in the destination folder so that :func:`os.replace` is an
     atomic rename; if ``write`` raises, the temporary file is removed and ``path`` is
-    left as it was.
+    left as it was.  A folder that cannot be written raises
+    :class:`~hwconv.errors.HwconvError`.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise HwconvError(f"{path}: cannot write ({e.strerror})") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

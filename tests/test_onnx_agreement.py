@@ -8,6 +8,8 @@ onnxruntime's own input tensors, within 1 LSB.  Exact-match rates are printed
 (``pytest -s``).
 """
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -19,8 +21,9 @@ from hwconv.frontends import ort as hwort
 from hwconv.ir import Activation, AvgPool, Conv2D, Network
 from hwconv.quant import QActivation
 
-FLOAT = "examples/digits/digits.onnx"
-QDQ = "examples/digits/digits_qdq.onnx"
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
+FLOAT = str(DIGITS / "digits.onnx")
+QDQ = str(DIGITS / "digits_qdq.onnx")
 
 MODES = {
     "ort_defaults": dict(per_channel=False),
