@@ -64,12 +64,15 @@ class StreamPort:
 
 
 def _beat_format(layout):
-    """``format`` of an hwconv beat layout, or None for another payload."""
+    """``format`` of an hwconv beat (or window) layout, or None for another payload."""
     if isinstance(layout, data.StructLayout) and set(layout.members) == {"data", "last"}:
-        arr = layout.members["data"]
-        if isinstance(arr, data.ArrayLayout):
-            elem = arr.elem_shape
-            return (arr.length, elem.width, elem.signed)
+        arr, count = layout.members["data"], 1
+        while isinstance(arr, data.ArrayLayout):          # nested: windows of taps x lanes
+            count *= arr.length
+            arr = arr.elem_shape
+        if count > 1 or isinstance(layout.members["data"], data.ArrayLayout):
+            elem = Shape.cast(arr)
+            return (count, elem.width, elem.signed)
     return None
 
 

@@ -5,15 +5,20 @@ import numpy as np
 import pytest
 from amaranth.hdl import signed
 
-from hwconv import golden
+from hwconv import golden, kernels, quant
 from hwconv.hw.add import Add
 from hwconv.hw.axis import AxiStreamTop
+from hwconv.hw.conv import Conv2D
 from hwconv.hw.dense import Dense
 from hwconv.hw.fork import Fork
 from hwconv.hw.gap import GlobalAvgPool
 from hwconv.hw.lanes import LaneConverter
+from hwconv.hw.linebuffer import LineBuffer
+from hwconv.hw.pool import PoolActivate
 from hwconv.hw.requant import Requantizer
 from hwconv.hw.stream import beat_signature, encode_frame
+from hwconv.ir import Activation, MaxPool, Network, normalize_padding, pair
+from hwconv.ir import Conv2D as FloatConv2D
 from hwconv.numerics import Requant
 from sim.runner import SimulationError, axis_ports, simulate_component, simulator_available
 from test_hw_add import frames_of, make_add
@@ -29,6 +34,36 @@ pytestmark = [
 
 def frames(xs, lanes):
     return [b for x in xs for b in encode_frame(x, lanes)]
+
+
+def quantized(shape, layers, seed):
+    """Integer nodes of ``input -> layers...`` quantized on random calibration data."""
+    net = Network(shape)
+    x = net.input
+    for k, layer in enumerate(layers):
+        x = net.add(f"l{k}", layer, x)
+    qnet = quant.quantize(net, np.random.default_rng(seed).normal(size=(8,) + shape))
+    return [n.op for n in qnet.nodes]
+
+
+def windows(xs, kernel, stride, padding, dilation, lanes, pad_value):
+    """Line-buffer window beats: per output position and channel group, taps x lanes."""
+    (kh, kw), (sh, sw), (dh, dw) = pair(kernel), pair(stride), pair(dilation)
+    top, left, bottom, right = normalize_padding(padding, (kh, kw), (dh, dw))
+    xp = kernels.pad(xs, (top, left, bottom, right), pad_value)
+    oh = (xp.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (xp.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    c = xs.shape[3]
+    out = []
+    for f in range(len(xs)):
+        n = oh * ow * (c // lanes)
+        for r in range(oh):
+            for q in range(ow):
+                for g in range(c // lanes):
+                    taps = [[int(xp[f, r * sh + i * dh, q * sw + j * dw, g * lanes + ln])
+                             for ln in range(lanes)] for i in range(kh) for j in range(kw)]
+                    out.append((taps, int(len(out) % n == n - 1)))
+    return out
 
 
 def case_requantizer():
@@ -77,6 +112,52 @@ def case_add():
         {"o": frames(golden.add(a, b, op), 2)}, {"valid_prob": {"a": 0.9, "b": 0.4}}
 
 
+def case_conv2d():
+    """3x3 'same' conv on an odd width, folded (pe=2 of 4, simd=1 of 2), fused ReLU."""
+    rng = np.random.default_rng(11)
+    shape = (5, 7, 2)
+    conv, relu = quantized(shape, [FloatConv2D(rng.normal(size=(4, 3, 3, 2)),
+                                               rng.normal(size=4), padding="same"),
+                                   Activation("relu")], 11)
+    xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (3,) + shape)
+    y = golden.activation(golden.conv2d(xs, conv), relu)
+    return Conv2D(conv, shape, pe=2, simd=1, act=relu), {"i": frames(xs, 1)}, \
+        {"o": frames(y, 2)}, {}
+
+
+def case_conv2d_strided():
+    """2x2 kernel, stride 2, valid padding, fully unrolled."""
+    rng = np.random.default_rng(12)
+    shape = (6, 5, 2)
+    (conv,) = quantized(shape, [FloatConv2D(rng.normal(size=(3, 2, 2, 2)), stride=2)], 12)
+    xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (3,) + shape)
+    return Conv2D(conv, shape, pe=3, simd=2), {"i": frames(xs, 2)}, \
+        {"o": frames(golden.conv2d(xs, conv), 3)}, {}
+
+
+def case_line_buffer():
+    """5x5 window, stride 2, 'same' padding with the zero point, two lanes."""
+    rng = np.random.default_rng(13)
+    shape = (7, 9, 4)
+    (conv,) = quantized(shape, [FloatConv2D(rng.normal(size=(1, 5, 5, 4)), stride=2,
+                                            padding="same")], 13)
+    xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (2,) + shape)
+    expect = windows(xs, 5, 2, "same", 1, 2, conv.in_q.zero_point)
+    return LineBuffer(conv, shape, lanes=2), {"i": frames(xs, 2)}, {"o": expect}, {}
+
+
+def case_pool_activate():
+    """2x2/2 max-pool then a LeakyReLU on the pooled values."""
+    rng = np.random.default_rng(14)
+    shape = (6, 7, 2)
+    (leaky,) = quantized(shape, [Activation("leaky_relu", alpha=0.1)], 14)
+    pool = MaxPool(2, 2)
+    xs = rng.integers(leaky.in_q.qmin, leaky.in_q.qmax + 1, (3,) + shape)
+    y = golden.pool_activate(xs, pool, leaky)
+    return PoolActivate(pool, leaky, shape, lanes=2), {"i": frames(xs, 2)}, \
+        {"o": frames(y, 2)}, {}
+
+
 def case_lane_converter():
     xs = np.random.default_rng(9).integers(-128, 128, (3, 2, 3, 6))
     return LaneConverter(signed(8), 6, 2, 3), {"i": frames(xs, 2)}, {"o": frames(xs, 3)}, {}
@@ -91,6 +172,10 @@ def case_fork():
 
 CASES = {
     "requantizer": case_requantizer,
+    "line_buffer": case_line_buffer,
+    "conv2d": case_conv2d,
+    "conv2d_strided": case_conv2d_strided,
+    "pool_activate": case_pool_activate,
     "dense": case_dense,
     "dense_flatten_axis": case_dense_flatten_axis,
     "global_avg_pool": case_global_avg_pool,
