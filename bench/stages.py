@@ -27,11 +27,13 @@ from hwconv.hw.conv import Conv2D
 from hwconv.hw.dense import Dense
 from hwconv.hw.gap import GlobalAvgPool
 from hwconv.hw.linebuffer import LineBuffer
+from hwconv.hw.pool import PoolActivate
 from hwconv.hw.stream import encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.ir import Conv2D as FloatConv2D
 from hwconv.ir import Dense as FloatDense
-from hwconv.ir import Flatten, GlobalAvgPool as FloatGAP, Network
+from hwconv.ir import Activation, Flatten, MaxPool, Network
+from hwconv.ir import GlobalAvgPool as FloatGAP
 from hwconv.numerics import QParams
 
 
@@ -100,6 +102,15 @@ def linebuffer_case(size, c, k):
     return op, (size, size, c), build, None
 
 
+def pool_case(size, c):
+    act, _, _ = quantized((size, size, c), [Activation("relu6")], 5)
+    pool = MaxPool(2, 2)
+
+    def build(lanes):
+        return PoolActivate(pool, act, (size, size, c), lanes=lanes)
+    return act, (size, size, c), build, lambda x: golden.pool_activate(x, pool, act)
+
+
 def measure(dut, inputs, out_port, out_beats_per_frame, frames):
     t = time.perf_counter()
     run = run_streams(dut, inputs, {out_port: out_beats_per_frame * frames},
@@ -164,6 +175,7 @@ def main():
         ("global_avg", gap_case(size, 4), [1, 2, 4]),
         ("add", add_case(size, 4), [1, 2, 4]),
         ("linebuffer3", linebuffer_case(size, 2, 3), [1, 2]),
+        ("maxpool2_relu6", pool_case(size, 4), [1, 4]),
     ]:
         for lanes in lanes_list:
             dut = build(lanes)
