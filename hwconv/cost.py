@@ -24,13 +24,15 @@ window.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import HwconvError
 from .ir import normalize_padding, pair
 
 __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
-           "pool_activate", "depthwise_pointwise", "REQUANT_LATENCY", "ACTIVATE_LATENCY"]
+           "pool_activate", "depthwise_pointwise", "position_cycles", "REQUANT_LATENCY",
+           "ACTIVATE_LATENCY"]
 
 #: Register stages of :class:`hwconv.hw.requant.Requantizer`.
 REQUANT_LATENCY = 3
@@ -310,7 +312,8 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
         cycles_per_frame=window_cycles(geo, f) if lb else oh * ow * g * f,
         multipliers=pe * terms, latency=latency,
         linebuffer_words=geo.storage_words, weight_words=op.weight.size,
-        macs_per_frame=oh * ow * op.weight.size, requant_multipliers=pe)
+        macs_per_frame=oh * ow * op.weight.size, requant_multipliers=pe,
+        buffer_words=o if g > 1 else 0)
 
 
 # -- dense, global average pooling, residual add (hwconv.hw.dense, .gap, .add) ----------
@@ -480,3 +483,97 @@ def pool_activate(pool, act, in_shape, lanes=1, *, dtype=None, levels_per_stage=
     return StageCost(cycles_per_frame=window_cycles(geo), multipliers=0,
                      latency=lb.latency + max_tree_stages(taps, levels_per_stage) + latency,
                      linebuffer_words=geo.storage_words)
+
+
+def position_cycles(geo, per_position):
+    """Cycles per frame when a consumer needs ``per_position`` cycles per output
+    position and the line buffer may run ahead by whole positions (input always valid).
+
+    Sums ``max(per_position, slots since the previous position)`` over the positions,
+    the model of :func:`window_cycles` at position granularity; a consumer with deeper
+    buffering in front of it idles less, so this is exact where every slot emits (stride
+    1, "same"-style padding) and an upper bound elsewhere.
+    """
+    rows, cols, g = geo.rows, geo.cols, geo.groups
+    w = cols.size
+
+    def gap(pixels):
+        return max(per_position, pixels * g)
+
+    row_jump = rows.stride * w + cols.first - cols.last
+    frame_jump = rows.size * w + (rows.first - rows.last) * w + cols.first - cols.last
+    return (rows.out * (cols.out - 1) * gap(cols.stride) + (rows.out - 1) * gap(row_jump)
+            + gap(frame_jump))
+
+
+def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, pw_pe=1, *,
+                        levels_per_stage=1, mul_stages=1):
+    """:class:`hwconv.hw.dwpw.DepthwisePointwise`.
+
+    The pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe)`` cycles per pixel and
+    the line buffer ``C / dw_simd`` slots per pixel; see :func:`position_cycles`.
+    """
+    from .quant import QConv2D
+    stage = "DepthwisePointwise"
+    for name, op in (("dw", dw), ("pw", pw)):
+        if not isinstance(op, QConv2D):
+            raise HwconvError(f"{stage}: {name} must be a QConv2D, not {type(op).__name__}")
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) != 3:
+        raise HwconvError(f"{stage}: in_shape must be (H, W, C), not {in_shape}")
+    c = in_shape[2]
+    cm, kh, kw, one = dw.weight.shape
+    if dw.groups != c or one != 1 or cm % c:
+        raise HwconvError(f"{stage}: dw must be depthwise on {c} channels (groups={c}, "
+                          f"weight (C*m, KH, KW, 1)), got groups={dw.groups} and weight "
+                          f"{dw.weight.shape}")
+    o = pw.out_channels
+    if pw.kernel != (1, 1) or pw.stride != (1, 1) or any(pw.padding) or pw.groups != 1 \
+            or pw.weight.shape[3] != cm:
+        raise HwconvError(f"{stage}: pw must be a 1x1, stride-1, unpadded conv on {cm} "
+                          f"channels, got kernel {pw.kernel} stride {pw.stride} padding "
+                          f"{pw.padding} groups {pw.groups} weight {pw.weight.shape}")
+    mid_q = dw.out_q
+    if dw_act is not None:
+        _check_activation(f"{stage} (dw_act)", dw_act)
+        if dw_act.in_q != dw.out_q:
+            raise HwconvError(f"{stage}: dw_act.in_q must equal dw.out_q")
+        mid_q = dw_act.out_q
+    if pw.in_q != mid_q:
+        raise HwconvError(f"{stage}: pw.in_q must equal the depthwise output quantization")
+    if pw_act is not None:
+        _check_activation(f"{stage} (pw_act)", pw_act)
+        if pw_act.in_q != pw.out_q:
+            raise HwconvError(f"{stage}: pw_act.in_q must equal pw.out_q")
+    _check_divides(stage, "dw_simd", dw_simd, c, "input channels")
+    _check_divides(stage, "pw_simd", pw_simd, cm, "intermediate channels")
+    _check_divides(stage, "pw_pe", pw_pe, o, "output channels")
+    _check_int(stage, "levels_per_stage", levels_per_stage, 0)
+    _check_int(stage, "mul_stages", mul_stages, 1)
+    geo = conv_window(stage, dw, in_shape, dw_simd)
+    oh, ow, _ = geo.out_shape
+    g, mult, kk = c // dw_simd, cm // c, kh * kw
+    per_pixel = (cm // pw_simd) * (o // pw_pe)
+    windowed = needs_window(geo)
+    cycles = position_cycles(geo, per_pixel) if windowed else oh * ow * max(per_pixel, g)
+    # first window -> depthwise array -> requantizer [-> activation] [-> lane converter]
+    # -> the pointwise array accumulates the pixel's C*m / pw_simd beats -> requantizer
+    # [-> activation]
+    dlanes = dw_simd * mult
+    lat = (line_buffer(geo).latency if windowed else 0) + \
+        mac_depth(kk, levels_per_stage, mul_stages) + REQUANT_LATENCY
+    if dw_act is not None and not dw_act.is_clamp:
+        lat += activation_latency(dw_act)
+    relane = 0
+    if pw_simd != dlanes:       # lane converter, and a holding register when gathering
+        lat += math.lcm(dlanes, pw_simd) // dlanes + (dlanes % pw_simd != 0)
+        relane = math.lcm(dlanes, pw_simd) + (pw_simd if dlanes % pw_simd else 0)
+    lat += per_pixel - (o // pw_pe) + mac_depth(pw_simd, levels_per_stage, mul_stages) + \
+        REQUANT_LATENCY
+    if pw_act is not None and not pw_act.is_clamp:
+        lat += activation_latency(pw_act)
+    return StageCost(
+        cycles_per_frame=cycles, multipliers=dlanes * kk + pw_pe * pw_simd, latency=lat,
+        linebuffer_words=geo.storage_words, weight_words=dw.weight.size + pw.weight.size,
+        macs_per_frame=oh * ow * (cm * kk + o * cm), requant_multipliers=dlanes + pw_pe,
+        buffer_words=(o if cm > pw_simd else 0) + relane)
