@@ -327,7 +327,7 @@ ADD_LATENCY = 3
 SKIP_FIFO_READ_LATENCY = 2
 
 
-def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1):
+def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
     """:class:`hwconv.hw.dense.Dense` for ``op`` (a QDense, weights ``(O, N)``).
 
     ``N / simd`` input beats, swept ``O / pe`` times (the first sweep as they arrive, the
@@ -344,10 +344,11 @@ def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1):
     _check_divides(stage, "simd", simd, in_shape[-1],
                    "inputs" if len(in_shape) == 1 else "channels of the feature map")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
+    _check_int(stage, "mul_stages", mul_stages, 1)
     ni, no = n // simd, o // pe
     return StageCost(
         cycles_per_frame=ni * no, multipliers=pe * simd,
-        latency=ni - 1 + mac_depth(simd, levels_per_stage, 1) + REQUANT_LATENCY,
+        latency=ni - 1 + mac_depth(simd, levels_per_stage, mul_stages) + REQUANT_LATENCY,
         weight_words=o * n, macs_per_frame=o * n, requant_multipliers=pe,
         buffer_words=n if no > 1 else 0)
 

@@ -103,11 +103,12 @@ def test_dense_explicit_input_order():
     check(dut, op, streamed, 3, 2, golden.dense(xs, op))
 
 
-@pytest.mark.parametrize("pe,simd", [(1, 1), (2, 4), (4, 8), (1, 8)])
-def test_dense_timing(pe, simd):
+@pytest.mark.parametrize("pe,simd,lps,mul_stages", [(1, 1, 1, 1), (2, 4, 1, 2), (4, 8, 1, 1),
+                                                   (1, 8, 0, 3), (2, 8, 2, 1)])
+def test_dense_timing(pe, simd, lps, mul_stages):
     """Folded: exactly (N/simd)*(O/pe) cycles per vector back to back; latency as stated."""
     op = make_dense(4, 8, seed=1)
-    dut = Dense(op, (8,), pe=pe, simd=simd)
+    dut = Dense(op, (8,), pe=pe, simd=simd, levels_per_stage=lps, mul_stages=mul_stages)
     frames = 4
     xs = random_input(op, (8,), frames, seed=1)
     run = check(dut, op, xs, simd, pe, golden.dense(xs, op), valid_prob=1, ready_prob=1)
@@ -134,3 +135,5 @@ def test_dense_errors():
         Dense(op, (12,), input_order=[0] * 12)
     with pytest.raises(HwconvError, match="QDense"):
         Dense(object(), (12,))
+    with pytest.raises(HwconvError, match="mul_stages"):
+        Dense(op, (12,), mul_stages=0)

@@ -6,6 +6,13 @@ cycle, so a vector takes exactly ``(N / SIMD) * (O / PE)`` cycles (the first swe
 the beats as they arrive, later sweeps read the buffer).  Each output group leaves as one
 beat of ``PE`` lanes through the shared :class:`~hwconv.hw.requant.Requantizer`.
 
+Dataflow: input-buffered, unlike :class:`~hwconv.hw.mac.MacArray` (which holds each
+input beat for ``O / PE`` cycles into ``O`` rotating accumulators).  The buffer costs
+``N`` 8-bit values in one block RAM and ``PE`` accumulators; the accumulator bank would
+cost ``O`` accumulators of ~20-30 bits in registers.  A head after global pooling
+(``N`` = channels, ``O`` = classes, often ``O >= N``) favours the buffer; a very wide
+flattened input with few classes would favour the bank.
+
 Bit-exactness: the golden accumulator is ``sum((x - zp_in) * w) + bias``; the stage
 computes ``sum(x * w) + (bias - zp_in * sum(w))``, the same integer, with 8-bit
 multiplier operands.
@@ -111,6 +118,9 @@ class Dense(wiring.Component):
         identity for a vector and :func:`flatten_order` for a feature map.
     levels_per_stage : int
         Adder-tree levels between pipeline registers (0: combinational tree).
+    mul_stages : int
+        Registers after the multipliers (>= 1; more let DSP blocks use their internal
+        pipeline registers).
 
     Attributes
     ----------
@@ -131,10 +141,12 @@ class Dense(wiring.Component):
         Accumulator width (bound of ``sum(x * w) + bias'`` over every partial sum).
     """
 
-    def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1):
+    def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1,
+                 mul_stages=1):
         if not isinstance(op, QDense):
             raise HwconvError(f"Dense: op must be a QDense, not {type(op).__name__}")
-        self._cost = cost.dense(op, in_shape, pe, simd, levels_per_stage=levels_per_stage)
+        self._cost = cost.dense(op, in_shape, pe, simd, levels_per_stage=levels_per_stage,
+                                mul_stages=mul_stages)
         o, n = op.weight.shape
         in_shape = tuple(int(d) for d in in_shape)
         if input_order is None:
@@ -146,7 +158,7 @@ class Dense(wiring.Component):
         self._op, self._in_shape = op, in_shape
         self._o, self._n, self._pe, self._simd = o, n, pe, simd
         self._ni, self._no = n // simd, o // pe
-        self._levels_per_stage = levels_per_stage
+        self._levels_per_stage, self._mul_stages = levels_per_stage, mul_stages
         # Stream position k multiplies column order[k]; the input zero point folds into
         # the bias: sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w)).
         self._weight = op.weight[:, order]
@@ -265,7 +277,7 @@ class Dense(wiring.Component):
                      c0.og.eq(og), c0.last.eq((ic == ni - 1) & (og == no - 1))]
         c1 = _delay(m, en, c0, 1, "ctrl_s1")
 
-        # Stage 2: PE x SIMD products.
+        # Stage 2: PE x SIMD products (mul_stages registers).
         xb = _value_bound(op.in_q)
         wmax = 1 << (wbits - 1)
         pbits = signed_bits(xb * wmax)
@@ -275,7 +287,9 @@ class Dense(wiring.Component):
             for p in range(pe):
                 for s in range(simd):
                     m.d.sync += prods[p][s].eq(x[s] * rom_rd.data[p * simd + s])
-        c2 = _delay(m, en, c1, 1, "ctrl_s2")
+        prods = [[_delay(m, en, prods[p][s], self._mul_stages - 1, f"prod_{p}_{s}")
+                  for s in range(simd)] for p in range(pe)]
+        c2 = _delay(m, en, c1, self._mul_stages, "ctrl_s2")
 
         # Adder tree per PE lane, then the accumulator.
         sums = []
