@@ -57,13 +57,16 @@ class LayerAgreement:
 
     @property
     def exact_rate(self):
+        """Fraction of values equal end to end."""
         return self.exact / self.values if self.values else 1.0
 
     @property
     def isolated_exact_rate(self):
+        """Fraction of values equal when the layer reads onnxruntime's inputs."""
         return self.isolated_exact / self.values if self.values else 1.0
 
     def update(self, ours, isolated, theirs):
+        """Count one batch: golden end to end, golden isolated, onnxruntime."""
         theirs = np.asarray(theirs, np.int64)
         d = np.abs(np.asarray(ours, np.int64) - theirs)
         e = np.abs(np.asarray(isolated, np.int64) - theirs)
@@ -74,6 +77,7 @@ class LayerAgreement:
         self.isolated_max_lsb = max(self.isolated_max_lsb, int(e.max(initial=0)))
 
     def to_json(self):
+        """The figures as a JSON-ready dict, rates included."""
         return {**asdict(self), "exact_rate": self.exact_rate,
                 "isolated_exact_rate": self.isolated_exact_rate}
 
@@ -112,11 +116,12 @@ def layer_agreement(imported, qdq_model, x):
     qnet = imported.qnetwork
     compared = _compared_tensors(imported)
     rows = [LayerAgreement(t, kind, onnx_name) for t, kind, onnx_name in compared]
-    wanted = {onnx_name: qnet.qparams[t] for t, _, onnx_name in compared}
+    runner = hwort.Runner(qdq_model, {onnx_name: qnet.qparams[t]
+                                      for t, _, onnx_name in compared})
     for sl in _batches(x, "agreement"):
         xb = x[sl]
         ours = golden.run(qnet, qnet.input_q.quantize(imported.to_internal(xb)), collect=True)
-        _, theirs = hwort.run(qdq_model, xb, wanted)
+        _, theirs = runner(xb)
         alone = _isolated(qnet, {t: imported.to_internal_ints(theirs[o])
                                  for t, _, o in compared}, ours[qnet.input_name])
         for row in rows:
@@ -174,10 +179,9 @@ def report(imported, qdq_model, x, labels=None, float_model=None):
     acc = {"float": None, "onnxruntime_quantized": None, "golden": None}
     if labels is not None:
         if float_model is not None:
-            acc["float"] = accuracy(_predict(lambda b: hwort.run(float_model, b), x,
-                                             "float"), labels)
+            acc["float"] = accuracy(_predict(hwort.Runner(float_model), x, "float"), labels)
         acc["onnxruntime_quantized"] = accuracy(
-            _predict(lambda b: hwort.run(qdq_model, b), x, "onnxruntime"), labels)
+            _predict(hwort.Runner(qdq_model), x, "onnxruntime"), labels)
         acc["golden"] = accuracy(_predict(imported.infer, x, "golden"), labels)
     values = sum(r.values for r in rows[1:])
     return {

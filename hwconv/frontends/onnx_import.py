@@ -287,7 +287,6 @@ class _Importer:
     """One pass over the ONNX graph, in its (topological) node order."""
 
     def __init__(self, model, mult_bits):
-        self.model = model
         self.graph = model.graph
         self.mult_bits = mult_bits
         self.opset = next((o.version for o in model.opset_import
@@ -306,20 +305,21 @@ class _Importer:
         self.graph_outputs = {o.name for o in self.graph.output}
         self.node = None
         for init in self.graph.initializer:
-            self.values[init.name] = _Const(self._array(init, init.name, "initializer"))
+            self.values[init.name] = _Const(self._initializer(init))
 
     # -- errors and lookups ----------------------------------------------------------
 
-    def fail(self, reason, node=None):
-        node = self.node if node is None else node
-        raise OnnxError(node.name or node.output[0], node.op_type, reason)
+    def fail(self, reason):
+        """Raise :class:`OnnxError` for the node being imported."""
+        raise OnnxError(self.node.name or self.node.output[0], self.node.op_type, reason)
 
-    def _array(self, tensor, name, what):
+    @staticmethod
+    def _initializer(tensor):
         try:
             return numpy_helper.to_array(tensor)
         except Exception as e:
-            raise HwconvError(f"{what} {name!r}: unreadable tensor data (truncated "
-                              f"file?): {_one_line(e)}") from None
+            raise HwconvError(f"initializer {tensor.name!r}: unreadable tensor data "
+                              f"(truncated file?): {_one_line(e)}") from None
 
     def _input(self, i, what):
         ins = self.node.input
@@ -493,14 +493,7 @@ class _Importer:
             q = np.clip(np.rint(x.value / scale) + zp, info.min, info.max)
             self.values[self.node.output[0]] = _Const(q.astype(dtype))
             return
-        x = self.act(0)
-        qp = self.qparams()
-        known = self.qp.setdefault(x.name, qp)
-        if known != qp:
-            self.fail(f"tensor {x.name!r} is quantized twice with different parameters "
-                      f"({known} and {qp})")
-        self.onnx_tensors.setdefault(x.name, self.node.output[0])
-        self.alias(_Act(x.name, integer=True))
+        self._bind(self.act(0), self.node.output[0], integer=True)
 
     def op_DequantizeLinear(self, attrs):
         x = self._input(0, "input")
@@ -511,14 +504,17 @@ class _Importer:
             scale, zp, _ = self._const_qparams(ints.shape, attrs)
             self.values[self.node.output[0]] = _Const((ints - zp) * scale, (ints, scale, zp))
             return
-        x = self.act(0, integer_ok=True)
+        self._bind(self.act(0, integer_ok=True), self.node.input[0], integer=False)
+
+    def _bind(self, x, integer_tensor, integer):
+        """Give activation ``x`` the current Q/DQ node's parameters (they must agree)."""
         qp = self.qparams()
         known = self.qp.setdefault(x.name, qp)
         if known != qp:
-            self.fail(f"parameters {qp} differ from the QuantizeLinear that produced "
-                      f"{x.name!r} ({known})")
-        self.onnx_tensors.setdefault(x.name, self.node.input[0])
-        self.alias(_Act(x.name))
+            self.fail(f"parameters {qp} differ from those tensor {x.name!r} already has "
+                      f"({known})")
+        self.onnx_tensors.setdefault(x.name, integer_tensor)
+        self.alias(_Act(x.name, integer))
 
     # -- layers -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from ..errors import HwconvError
 from ..fileio import write_atomic
 from .onnx_import import IMPORT_MULT_BITS, import_onnx, is_quantized, load_model
 
-__all__ = ["session", "run", "probe", "quantize_model", "import_quantized",
+__all__ = ["session", "Runner", "run", "probe", "quantize_model", "import_quantized",
            "ArrayReader", "CALIBRATION_BATCH"]
 
 #: Largest batch handed to onnxruntime at once during calibration.
@@ -84,41 +84,59 @@ def probe(model, tensor):
     return sub_model, dq is not None
 
 
-def run(model, x, tensors=()):
-    """Run ``model`` on the batch ``x`` (the model's own layout).
+class Runner:
+    """onnxruntime sessions for a model and, optionally, probes of its integer tensors.
 
     Parameters
     ----------
     model : onnx.ModelProto or path
-    x : ndarray
-        Model input, batch first; cast to float32.
     tensors : dict, optional
         Intermediate integer tensors (QuantizeLinear outputs) to return as well, with
         their :class:`~hwconv.numerics.QParams`; each is read through a :func:`probe`,
         so the kernels onnxruntime runs are those of the whole model.
 
-    Returns
-    -------
-    ndarray or (ndarray, dict)
-        The model output, and with ``tensors`` a dict of their integer values (int64).
+    Examples
+    --------
+    >>> run = Runner("examples/digits/digits_qdq.onnx")              # doctest: +SKIP
+    >>> logits = run(images)                                         # doctest: +SKIP
     """
-    model = load_model(model)
-    x = np.asarray(x, dtype=np.float32)
-    out = _run(model, x)
-    if not tensors:
-        return out
-    values = {}
-    for t, q in tensors.items():
-        sub, dequantized = probe(model, t)
-        v = _run(sub, x)
-        values[t] = np.rint(v.astype(np.float64) / q.scale).astype(np.int64) + \
-            q.zero_point if dequantized else v.astype(np.int64)
-    return out, values
+
+    def __init__(self, model, tensors=None):
+        model = load_model(model)
+        self._model = session(model)
+        self._probes = {}
+        for t, q in (tensors or {}).items():
+            sub, dequantized = probe(model, t)
+            self._probes[t] = (session(sub), q, dequantized)
+
+    @staticmethod
+    def _run(sess, x):
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+    def __call__(self, x):
+        """Run on the batch ``x`` (the model's own layout, batch first).
+
+        Returns
+        -------
+        ndarray or (ndarray, dict)
+            The model output, and with probed tensors a dict of their integer values
+            (int64, the model's layout).
+        """
+        x = np.asarray(x, dtype=np.float32)
+        out = self._run(self._model, x)
+        if not self._probes:
+            return out
+        values = {}
+        for t, (sess, q, dequantized) in self._probes.items():
+            v = self._run(sess, x)
+            values[t] = np.rint(v.astype(np.float64) / q.scale).astype(np.int64) + \
+                q.zero_point if dequantized else v.astype(np.int64)
+        return out, values
 
 
-def _run(model, x):
-    sess = session(model)
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+def run(model, x, tensors=None):
+    """``Runner(model, tensors)(x)``: one batch through onnxruntime (see :class:`Runner`)."""
+    return Runner(model, tensors)(x)
 
 
 class ArrayReader(CalibrationDataReader):
