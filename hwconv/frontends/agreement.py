@@ -196,8 +196,8 @@ def report(imported, qdq_model, x, labels=None, float_model=None):
 
 def format_report(rep):
     """The human-readable form of :func:`report`'s dict."""
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}%"
+    def pct(v, digits=2):
+        return "n/a" if v is None else f"{100 * v:.{digits}f}%"
 
     acc = rep["accuracy"]
     lines = [f"accuracy on {rep['inputs']} test inputs: float {pct(acc['float'])}, "
@@ -208,12 +208,12 @@ def format_report(rep):
              f"{'hwconv tensor':<22} {'op':<15} {'exact':>9} {'max LSB':>9}  "
              f"{'exact':>9} {'max LSB':>9}  values"]
     for r in rep["layers"]:
-        lines.append(f"{r['node']:<22} {r['op']:<15} {pct(r['exact_rate']):>9} "
-                     f"{r['max_lsb']:>9}  {pct(r['isolated_exact_rate']):>9} "
+        lines.append(f"{r['node']:<22} {r['op']:<15} {pct(r['exact_rate'], 3):>9} "
+                     f"{r['max_lsb']:>9}  {pct(r['isolated_exact_rate'], 3):>9} "
                      f"{r['isolated_max_lsb']:>9}  {r['values']}")
     out, every = rep["output"], rep["all_layers"]
     lines += ["",
               f"output: exact match {pct(out['exact_rate'])}, max |diff| {out['max_lsb']} LSB;"
-              f" all layers: exact match {pct(every['exact_rate'])}, max |diff| "
+              f" all layers: exact match {pct(every['exact_rate'], 3)}, max |diff| "
               f"{every['max_lsb']} LSB"]
     return "\n".join(lines)
