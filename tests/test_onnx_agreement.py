@@ -55,6 +55,23 @@ def test_golden_agrees_with_onnxruntime(name, mode, seed):
         assert r.isolated_max_lsb <= 1, r
 
 
+@pytest.mark.parametrize("mode", ["ort_defaults", "per_channel"])
+@pytest.mark.parametrize("variant", ["reshape", "matmul", "matmul_add"])
+def test_reshape_and_matmul_models(variant, mode):
+    """Reshape instead of Flatten, MatMul (+ Add, which pre-processing makes a Gemm)."""
+    net = cases.small(2)
+    model = {"reshape": cases.as_reshape,
+             "matmul": lambda m: cases.as_matmul(m, bias=False),
+             "matmul_add": cases.as_matmul}[variant](export_onnx(net))
+    imported, qdq = hwort.import_quantized(model, cases.inputs(net, 64, 0),
+                                           **MODES[mode])[:2]
+    ops = {n.op_type for n in qdq.graph.node}
+    assert ("MatMul" in ops) == (variant == "matmul")
+    assert ("Reshape" in ops) == (variant == "reshape")
+    rows = agreement.layer_agreement(imported, qdq, cases.inputs(net, 200, 1))
+    assert rows[-1].max_lsb <= 1 and all(r.isolated_max_lsb <= 1 for r in rows)
+
+
 def test_relu_in_the_output_range_is_made_explicit():
     """onnxruntime drops the ReLU into the conv's range; pool-before-activate applies."""
     net = cases.small(0)
