@@ -7,6 +7,8 @@ golden model.  Columns:
 * ``model``: the cost model's cycles per frame (:mod:`hwconv.cost`).
 * ``measured``: cycles between the last beats of the first and last frames / (frames-1).
 * ``ideal``: MACs / multipliers for MAC stages; input beats (one per cycle) otherwise.
+  Depthwise/pointwise foldings ``dw_simd/pw_simd/pw_pe`` are chosen so that both halves
+  take the same cycles per pixel (otherwise the faster half idles by design).
 * ``util``: ``frames * ideal / cycles`` from the first input beat to the last output
   beat, so pipeline fill and drain count against it.  For MAC stages it is multiplier
   utilization; for the others, the fraction of cycles moving a beat.
@@ -21,10 +23,11 @@ import time
 
 import numpy as np
 
-from hwconv import golden, quant
+from hwconv import golden, quant, zoo
 from hwconv.hw.add import Add
 from hwconv.hw.conv import Conv2D
 from hwconv.hw.dense import Dense
+from hwconv.hw.dwpw import DepthwisePointwise
 from hwconv.hw.gap import GlobalAvgPool
 from hwconv.hw.linebuffer import LineBuffer
 from hwconv.hw.pool import PoolActivate
@@ -74,6 +77,19 @@ def dense_case(size, c, o):
     def build(pe, simd):
         return Dense(op, (n,), pe=pe, simd=simd)
     return op, (n,), build, lambda x: golden.dense(x, op)
+
+
+def dwpw_case(size, c, o):
+    """MobileNet block; foldings are (dw_simd, pw_simd, pw_pe)."""
+    net = zoo.mobilenet_block(size=size, cin=c, cout=o, seed=6)
+    qnet = quant.quantize(net, np.random.default_rng(6).normal(size=(8, size, size, c)))
+    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
+
+    def build(dw_simd, pw_simd, pw_pe):
+        return DepthwisePointwise(dw, dw_act, pw, pw_act, (size, size, c), dw_simd=dw_simd,
+                                  pw_simd=pw_simd, pw_pe=pw_pe)
+    return dw, (size, size, c), build, \
+        lambda x: golden.depthwise_pointwise(x, dw, dw_act, pw, pw_act)
 
 
 def gap_case(size, c):
@@ -152,22 +168,31 @@ def main():
         all_exact &= exact
 
     # MAC stages: ideal = MACs / multipliers.
+    # (folding label, constructor arguments, input lanes, output lanes)
+    def pe_simd(pe, simd):
+        return f"pe={pe} simd={simd}", (pe, simd), simd, pe
+
+    def dwpw(dw_simd, pw_simd, pw_pe):
+        return f"{dw_simd}/{pw_simd}/{pw_pe}", (dw_simd, pw_simd, pw_pe), dw_simd, pw_pe
+
     for kind, (op, shape, build, ref), foldings in [
-        ("conv3x3", conv_case(size, 2, 4, 3), [(1, 1), (2, 1), (2, 2), (4, 2)]),
-        ("dense", dense_case(size, 1, 8), [(1, 1), (2, 4), (4, 8), (8, 16)]),
+        ("conv3x3", conv_case(size, 2, 4, 3),
+         [pe_simd(1, 1), pe_simd(2, 1), pe_simd(2, 2), pe_simd(4, 2)]),
+        ("dense", dense_case(size, 1, 8),
+         [pe_simd(1, 1), pe_simd(2, 4), pe_simd(4, 8), pe_simd(8, 16)]),
+        ("dw3x3_pw", dwpw_case(size, 4, 8), [dwpw(1, 2, 4), dwpw(2, 4, 4), dwpw(4, 4, 8)]),
     ]:
         xs = rng.integers(op.in_q.qmin, op.in_q.qmax + 1, (frames,) + shape)
         expect = ref(xs)
-        for pe, simd in foldings:
-            dut = build(pe, simd)
-            out_per_frame = int(np.prod(expect.shape[1:])) // pe
-            run, per_frame, span, wall = measure(dut, {"i": beats(xs, simd)}, "o",
+        for label, args, lanes_in, lanes_out in foldings:
+            dut = build(*args)
+            out_per_frame = int(np.prod(expect.shape[1:])) // lanes_out
+            run, per_frame, span, wall = measure(dut, {"i": beats(xs, lanes_in)}, "o",
                                                  out_per_frame, frames)
             got = np.array([v for vals, _ in run.outputs["o"] for v in vals])
             exact = np.array_equal(got, expect.ravel())
             ideal = dut.macs_per_frame / dut.multipliers
-            util = row(kind, f"pe={pe} simd={simd}", dut, ideal, per_frame, span, frames,
-                       exact, wall)
+            util = row(kind, label, dut, ideal, per_frame, span, frames, exact, wall)
             record(kind, util, exact)
 
     # Streaming stages: ideal = input beats per frame.

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from amaranth.hdl import signed
 
-from hwconv import golden, kernels, quant
+from hwconv import golden, kernels, quant, zoo
 from hwconv.hw.add import Add
 from hwconv.hw.axis import AxiStreamTop
 from hwconv.hw.conv import Conv2D
 from hwconv.hw.dense import Dense
+from hwconv.hw.dwpw import DepthwisePointwise
 from hwconv.hw.fork import Fork
 from hwconv.hw.gap import GlobalAvgPool
 from hwconv.hw.lanes import LaneConverter
@@ -158,6 +159,18 @@ def case_pool_activate():
         {"o": frames(y, 2)}, {}
 
 
+def case_depthwise_pointwise():
+    """MobileNet block: depthwise 3x3 + ReLU6 into pointwise 1x1 + ReLU6, both folded."""
+    net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=15)
+    qnet = quant.quantize(net, np.random.default_rng(15).normal(size=(8, 5, 5, 4)))
+    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
+    xs = np.random.default_rng(16).integers(dw.in_q.qmin, dw.in_q.qmax + 1, (3, 5, 5, 4))
+    y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
+    dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), dw_simd=2, pw_simd=2,
+                             pw_pe=3)
+    return dut, {"i": frames(xs, 2)}, {"o": frames(y, 3)}, {}
+
+
 def case_lane_converter():
     xs = np.random.default_rng(9).integers(-128, 128, (3, 2, 3, 6))
     return LaneConverter(signed(8), 6, 2, 3), {"i": frames(xs, 2)}, {"o": frames(xs, 3)}, {}
@@ -176,6 +189,7 @@ CASES = {
     "conv2d": case_conv2d,
     "conv2d_strided": case_conv2d_strided,
     "pool_activate": case_pool_activate,
+    "depthwise_pointwise": case_depthwise_pointwise,
     "dense": case_dense,
     "dense_flatten_axis": case_dense_flatten_axis,
     "global_avg_pool": case_global_avg_pool,
