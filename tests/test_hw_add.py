@@ -15,6 +15,7 @@ from hwconv.hw.stream import beat_signature, decode_beats, elem_shape, encode_fr
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import QParams
 from hwconv.quant import QAdd, quantize_add
+from window_cases import reduced
 
 
 def make_add(a_dtype="int8", b_dtype="int8", out_dtype="int8", ratio=(0.7, 1.3)):
@@ -248,3 +249,23 @@ def test_add_errors():
         Add(op, (2, 2, 4), skip_depth=-1)
     with pytest.raises(HwconvError, match="QAdd"):
         Add(object(), (2, 2, 4))
+
+
+ADD_SWEEP = [(lanes, depth, dtypes) for lanes in (1, 2, 3, 6) for depth in (0, 1, 2, 7)
+             for dtypes in (("int8", "int8", "int8"), ("uint8", "int8", "uint8"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes,depth,dtypes", reduced(ADD_SWEEP, 5))
+def test_add_sweep(lanes, depth, dtypes):
+    """Lanes, skip depths (0: direct join; 1: the FIFO's single-register case) and
+    dtypes under harsh, uneven valid gaps and ready stalls."""
+    op = make_add(*dtypes)
+    shape = (3, 13, 6)
+    a, b = frames_of(op, shape, 3, seed=lanes * 10 + depth)
+    n = len(beats(b, lanes))
+    run = run_streams(Add(op, shape, lanes=lanes, skip_depth=depth),
+                      {"a": beats(a, lanes), "b": beats(b, lanes)}, {"o": n},
+                      valid_prob={"a": 0.25, "b": 0.6}, ready_prob=0.3, seed=depth)
+    np.testing.assert_array_equal(decode(run.outputs["o"], shape, lanes, 3),
+                                  golden.add(a, b, op))

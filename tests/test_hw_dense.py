@@ -10,6 +10,7 @@ from hwconv.hw.stream import decode_beats, encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import QParams, Requant
 from hwconv.quant import QDense
+from window_cases import reduced
 
 
 def make_dense(o, n, seed, in_dtype="int8", out_dtype="int8", weight_bits=8, extreme=False):
@@ -137,3 +138,19 @@ def test_dense_errors():
         Dense(object(), (12,))
     with pytest.raises(HwconvError, match="mul_stages"):
         Dense(op, (12,), mul_stages=0)
+
+
+DENSE_SWEEP = [(pe, simd, dt, lps) for pe in (1, 2, 3, 6) for simd in (1, 2, 3, 4, 6, 12)
+               for dt, lps in (("int8", 1), ("uint8", 0))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pe,simd,dtype,lps", reduced(DENSE_SWEEP, 6))
+def test_dense_folding_sweep(pe, simd, dtype, lps):
+    """Every (pe, simd) dividing (O, N) = (6, 12), harsh valid gaps and ready stalls."""
+    op = make_dense(6, 12, seed=pe * 13 + simd, in_dtype=dtype, out_dtype=dtype,
+                    extreme=True)
+    dut = Dense(op, (12,), pe=pe, simd=simd, levels_per_stage=lps)
+    xs = random_input(op, (12,), 6, seed=pe + 17 * simd, extreme=True)
+    check(dut, op, xs, simd, pe, golden.dense(xs, op), seed=simd, valid_prob=0.3,
+          ready_prob=0.3)

@@ -10,6 +10,7 @@ from hwconv.hw.stream import decode_beats, encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import QParams, Requant
 from hwconv.quant import QGlobalAvgPool
+from window_cases import reduced
 
 
 def make_gap(shape, in_dtype="int8", out_dtype="int8", scale_out=0.05):
@@ -79,3 +80,15 @@ def test_gap_errors():
         GlobalAvgPool(op, (16, 6))
     with pytest.raises(HwconvError, match="QGlobalAvgPool"):
         GlobalAvgPool(object(), (4, 4, 6))
+
+
+GAP_SWEEP = [(shape, lanes, dt) for shape in ((1, 13, 6), (7, 5, 6), (16, 16, 6))
+             for lanes in (1, 2, 3, 6) for dt in ("int8", "uint8")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape,lanes,dtype", reduced(GAP_SWEEP, 5))
+def test_gap_sweep(shape, lanes, dtype):
+    op = make_gap(shape, dtype, "int8" if dtype == "uint8" else "uint8")
+    run_gap(op, shape, lanes, frames=3, seed=lanes + shape[0], valid_prob=0.3,
+            ready_prob=0.4, extreme=True)
