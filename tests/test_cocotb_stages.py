@@ -228,3 +228,16 @@ def test_missing_beats_time_out(tmp_path):
     with pytest.raises(SimulationError, match="timeout"):
         simulate_component(top, inputs, outputs, tmp_path / "short", name="gap_short",
                            timeout_cycles=600)
+
+
+@pytest.mark.parametrize("case,out_port,lanes", [("dense", "o", 2), ("conv2d", "o", 2),
+                                                 ("global_avg_pool", "o", 2)])
+def test_verilog_cycles_per_frame_match_model(case, out_port, lanes, tmp_path):
+    """At full rate the Verilog's cycles per frame (measured by the cocotb monitor) are
+    the cost model's."""
+    top, inputs, outputs, _ = CASES[case]()
+    run = simulate_component(top, inputs, outputs, tmp_path / case, name=f"rate_{case}",
+                             valid_prob=1.0, ready_prob=1.0)
+    frames_out = sum(last for _, last in outputs[out_port])
+    per_frame = len(outputs[out_port]) // frames_out
+    assert run.frame_cycles(out_port, per_frame) == [top.cycles_per_frame] * (frames_out - 1)
