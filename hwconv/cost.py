@@ -232,7 +232,7 @@ def window_cycles(geo, folds=1):
             + (rows.out - 1) * gap(row_jump) + gap(frame_jump))
 
 
-# -- stages -----------------------------------------------------------------------------
+# -- line buffer and convolution (hwconv.hw.linebuffer, .conv) ----------------------
 
 #: Register stages of the line buffer from an input beat to its window.
 LINEBUFFER_STAGES = 2
@@ -428,6 +428,8 @@ def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1
     return max(-(-diff // cycles_per_beat), SKIP_FIFO_READ_LATENCY) + 1
 
 
+# -- pool-then-activate (hwconv.hw.pool) ---------------------------------------------
+
 def max_tree_stages(taps, levels_per_stage):
     """Register stages of :class:`hwconv.hw.pool.WindowMax` (output register included)."""
     levels = (taps - 1).bit_length()
@@ -485,6 +487,8 @@ def pool_activate(pool, act, in_shape, lanes=1, *, dtype=None, levels_per_stage=
                      latency=lb.latency + max_tree_stages(taps, levels_per_stage) + latency,
                      linebuffer_words=geo.storage_words)
 
+
+# -- depthwise/pointwise engine (hwconv.hw.dwpw) --------------------------------------
 
 def position_cycles(geo, per_position):
     """Cycles per frame when a consumer needs ``per_position`` cycles per output
