@@ -33,9 +33,9 @@ from hwconv.hw.linebuffer import LineBuffer
 from hwconv.hw.pool import PoolActivate
 from hwconv.hw.stream import encode_frame
 from hwconv.hw.testbench import run_streams
+from hwconv.ir import Activation, Flatten, MaxPool, Network
 from hwconv.ir import Conv2D as FloatConv2D
 from hwconv.ir import Dense as FloatDense
-from hwconv.ir import Activation, Flatten, MaxPool, Network
 from hwconv.ir import GlobalAvgPool as FloatGAP
 from hwconv.numerics import QParams
 

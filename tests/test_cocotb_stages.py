@@ -4,6 +4,9 @@ the golden model, with random valid gaps and ready stalls; one build folder per 
 import numpy as np
 import pytest
 from amaranth.hdl import signed
+from test_hw_add import frames_of, make_add
+from test_hw_dense import make_dense, random_input
+from test_hw_gap import make_gap
 
 from hwconv import golden, kernels, quant, zoo
 from hwconv.hw.add import Add
@@ -21,10 +24,12 @@ from hwconv.hw.stream import beat_signature, encode_frame
 from hwconv.ir import Activation, MaxPool, Network, normalize_padding, pair
 from hwconv.ir import Conv2D as FloatConv2D
 from hwconv.numerics import Requant
-from sim.runner import SimulationError, axis_ports, simulate_component, simulator_available
-from test_hw_add import frames_of, make_add
-from test_hw_dense import make_dense, random_input
-from test_hw_gap import make_gap
+from sim.runner import (
+    SimulationError,
+    axis_ports,
+    simulate_component,
+    simulator_available,
+)
 
 pytestmark = [
     pytest.mark.cocotb,

@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from window_cases import reduced
 
 from hwconv import golden
 from hwconv.errors import HwconvError
@@ -15,7 +16,6 @@ from hwconv.hw.stream import beat_signature, decode_beats, elem_shape, encode_fr
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import QParams
 from hwconv.quant import QAdd, quantize_add
-from window_cases import reduced
 
 
 def make_add(a_dtype="int8", b_dtype="int8", out_dtype="int8", ratio=(0.7, 1.3)):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from window_cases import reduced
 
 from hwconv import golden
 from hwconv.errors import HwconvError
@@ -10,7 +11,6 @@ from hwconv.hw.stream import decode_beats, encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import QParams, Requant
 from hwconv.quant import QGlobalAvgPool
-from window_cases import reduced
 
 
 def make_gap(shape, in_dtype="int8", out_dtype="int8", scale_out=0.05):
