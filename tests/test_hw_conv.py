@@ -1,14 +1,12 @@
 """Conv2D stage vs golden.conv2d: kernel/stride/padding/dilation/folding sweep with valid
 gaps and ready stalls, exact full-rate timing, fused clamps, construction errors."""
 
-import numpy as np
 import pytest
+from window_cases import check_timing, make_act, make_conv, random_frames, reduced, run_frames
 
 from hwconv import golden
 from hwconv.errors import HwconvError
 from hwconv.hw.conv import Conv2D
-from window_cases import check_timing, make_act, make_conv, random_frames, reduced, \
-    run_frames
 
 
 def conv_case(shape, o, k, stride=1, padding="valid", dilation=1, *, seed=0, **kw):

@@ -3,12 +3,20 @@ general activations, both halves' folding (with lane re-packing between them), t
 construction errors."""
 
 import pytest
+from window_cases import (
+    check_timing,
+    make_act,
+    make_conv,
+    memories,
+    qparams,
+    random_frames,
+    reduced,
+    run_frames,
+)
 
 from hwconv import golden
 from hwconv.errors import HwconvError
 from hwconv.hw.dwpw import DepthwisePointwise
-from window_cases import check_timing, make_act, make_conv, memories, qparams, random_frames, \
-    reduced, run_frames
 
 
 def dwpw_case(c, m, o, k, stride=1, padding="same", dilation=1, dtype="int8", dw_act=None,

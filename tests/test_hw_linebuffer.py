@@ -3,13 +3,13 @@ full-rate timing, construction errors."""
 
 import numpy as np
 import pytest
+from window_cases import memories, reduced, window_beats
 
 from hwconv.errors import HwconvError
 from hwconv.hw.linebuffer import LineBuffer
 from hwconv.hw.stream import encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.ir import Conv2D, MaxPool
-from window_cases import memories, reduced, window_beats
 
 
 def conv_geometry(k, stride=1, padding="valid", dilation=1):

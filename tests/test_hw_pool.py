@@ -2,12 +2,12 @@
 int8/uint8, lanes, exact full-rate timing, construction errors."""
 
 import pytest
+from window_cases import check_timing, make_act, qparams, random_frames, reduced, run_frames
 
 from hwconv import golden
 from hwconv.errors import HwconvError
 from hwconv.hw.pool import PoolActivate
 from hwconv.ir import MaxPool
-from window_cases import check_timing, make_act, qparams, random_frames, reduced, run_frames
 
 ACTS = {
     "relu": dict(fn="relu", same_scale=True),               # pure clamp at the zero point

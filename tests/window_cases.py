@@ -13,9 +13,9 @@ import numpy as np
 from amaranth.back import rtlil
 
 from hwconv import kernels
-from hwconv.ir import Activation
 from hwconv.hw.stream import decode_beats, encode_frame
 from hwconv.hw.testbench import run_streams
+from hwconv.ir import Activation
 from hwconv.numerics import QParams, Requant
 from hwconv.quant import QConv2D, quantize_activation
 

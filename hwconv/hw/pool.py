@@ -29,7 +29,6 @@ from amaranth.lib.wiring import In, Out
 
 from .. import cost
 from ..errors import HwconvError
-from ..ir import MaxPool
 from ..numerics import DTYPES
 from ..quant import QActivation
 from .linebuffer import LineBuffer, window_signature
