@@ -52,6 +52,9 @@ class StageSpec:
     folding : dict
         Knobs (``pe``, ``simd``, ``lanes`` ... by kind), set by :func:`choose_folding`.
     cost : hwconv.cost.StageCost or None
+    in_fifo : int
+        Depth (beats of the producer's lanes) of the elastic FIFO in front of the stage,
+        set by :func:`size_fifos`.
     """
 
     name: str
@@ -64,6 +67,7 @@ class StageSpec:
     out_shape: tuple
     folding: dict = field(default_factory=dict)
     cost: object = None
+    in_fifo: int = 0
 
     @property
     def in_lanes(self):
@@ -75,7 +79,7 @@ class StageSpec:
 
 
 #: stage kind -> (folding knob giving the input lanes, knob giving the output lanes)
-_LANES = {"conv": ("simd", "pe"), "dense": ("simd", "pe"), "dwpw": ("simd", "pe"),
+_LANES = {"conv": ("simd", "pe"), "dense": ("simd", "pe"), "dwpw": ("dw_simd", "pw_pe"),
           "pool_activate": ("lanes", "lanes"), "gap": ("lanes", "lanes"),
           "add": ("lanes", "lanes")}
 
@@ -90,7 +94,8 @@ def stage_cost(spec, folding):
     if spec.kind == "conv":
         return cost.conv2d(ops["conv"], shape, **folding)
     if spec.kind == "dwpw":
-        return cost.depthwise_pointwise(ops["dw"], ops["pw"], shape, **folding)
+        return cost.depthwise_pointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
+                                        shape, **folding)
     if spec.kind == "pool_activate":
         return cost.pool_activate(ops["pool"], ops["act"], shape, dtype=ops["dtype"],
                                   **folding)
@@ -113,10 +118,9 @@ def knob_space(spec):
         o = spec.ops["dense"].weight.shape[0]
         return [{"pe": pe, "simd": si} for pe in divisors(o) for si in divisors(c)]
     if spec.kind == "dwpw":
-        o = spec.ops["pw"].out_channels
-        m = spec.ops["dw"].out_channels
-        return [{"simd": si, "pe": pe} for pe in divisors(o) for si in divisors(c)
-                if m % si == 0 or si % 1 == 0]
+        o, cm = spec.ops["pw"].out_channels, spec.ops["dw"].out_channels
+        return [{"dw_simd": ds, "pw_simd": ps, "pw_pe": pe} for ds in divisors(c)
+                for ps in divisors(cm) for pe in divisors(o)]
     return [{"lanes": lanes} for lanes in divisors(c)]
 
 
@@ -270,18 +274,29 @@ def _swapped(op):
 _CONVERTER_SLACK = 8
 
 
-def size_skip_fifos(stages):
-    """Give every residual Add a skip FIFO deep enough for its main path (see
-    :func:`hwconv.cost.skip_fifo_depth`); latencies are summed along each path."""
+def size_fifos(stages, input_name):
+    """Size the elastic FIFOs and every residual Add's skip FIFO.
+
+    A stage reading a feature map from another stage gets a FIFO of one row of that map
+    (see :mod:`hwconv.hw.fifo`), counted in beats of the producer's lanes.  A skip FIFO
+    must hold every beat the main path can absorb before it answers (see
+    :func:`hwconv.cost.skip_fifo_depth`): the stages' latencies plus the elastic FIFOs'
+    capacities, summed along each path.
+    """
+    by_out = {s.output: s for s in stages}
     lat = {}
     for s in stages:
+        src = s.inputs[0]
+        if s.kind != "add" and src != input_name and len(s.in_shape) == 3:
+            h, w, c = s.in_shape
+            s.in_fifo = w * c // by_out[src].out_lanes
         start = max((lat.get(t, 0) for t in s.inputs), default=0)
         if s.kind == "add":
             skip, main = (lat.get(t, 0) for t in s.inputs)
             depth = cost.skip_fifo_depth(main + _CONVERTER_SLACK, skip)
             s.folding = dict(s.folding, skip_depth=depth)
             s.cost = stage_cost(s, s.folding)
-        lat[s.output] = start + s.cost.latency + _CONVERTER_SLACK
+        lat[s.output] = start + s.in_fifo + s.cost.latency + _CONVERTER_SLACK
 
 
 @dataclass
@@ -318,6 +333,11 @@ class Plan:
                 s.cost.latency
         return lat[self.stages[-1].output]
 
+    def _producer_lanes(self, spec):
+        by_out = {s.output: s for s in self.stages}
+        src = by_out.get(spec.inputs[0])
+        return src.out_lanes if src is not None else 0
+
     def manifest(self, qnet, *, model, top, in_lanes, out_lanes):
         """The build's manifest (JSON-ready dict); see README "Build folder"."""
         from . import __version__
@@ -343,7 +363,9 @@ class Plan:
                 "requant_multipliers": c.requant_multipliers,
                 "macs_per_frame": c.macs_per_frame, "utilization": round(c.utilization, 4),
                 "linebuffer_words": c.linebuffer_words, "weight_words": c.weight_words,
-                "buffer_words": getattr(c, "buffer_words", 0)})
+                "buffer_words": getattr(c, "buffer_words", 0),
+                "in_fifo_beats": s.in_fifo,
+                "in_fifo_words": s.in_fifo * (self._producer_lanes(s))})
         last = self.stages[-1]
         return {
             "hwconv_version": __version__, "model": model, "top": top,
@@ -360,7 +382,8 @@ class Plan:
                 "linebuffer_words": sum(s.cost.linebuffer_words for s in self.stages),
                 "weight_words": sum(s.cost.weight_words for s in self.stages),
                 "buffer_words": sum(getattr(s.cost, "buffer_words", 0)
-                                    for s in self.stages)},
+                                    for s in self.stages),
+                "fifo_words": sum(s.in_fifo * self._producer_lanes(s) for s in self.stages)},
         }
 
 
@@ -432,5 +455,5 @@ def plan(qnet, *, clock_mhz=100.0, fps=None, max_multipliers=None):
             raise FitError(f"target fps must be positive, not {fps}")
         target = int(clock_mhz * 1e6 // fps)
     choose_folding(stages, target_cycles=target, max_multipliers=max_multipliers)
-    size_skip_fifos(stages)
+    size_fifos(stages, qnet.input_name)
     return Plan(stages, clock_mhz)

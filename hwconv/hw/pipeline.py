@@ -14,6 +14,8 @@ from amaranth.lib.wiring import In, Out
 from .add import Add
 from .conv import Conv2D
 from .dense import Dense
+from .dwpw import DepthwisePointwise
+from .fifo import StreamFifo
 from .fork import Fork
 from .gap import GlobalAvgPool
 from .lanes import LaneConverter
@@ -36,6 +38,9 @@ def make_stage(spec):
     f, ops = spec.folding, spec.ops
     if spec.kind == "conv":
         return Conv2D(ops["conv"], spec.in_shape, act=ops["act"], **f)
+    if spec.kind == "dwpw":
+        return DepthwisePointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
+                                  spec.in_shape, **f)
     if spec.kind == "pool_activate":
         return PoolActivate(ops["pool"], ops["act"], spec.in_shape, dtype=ops["dtype"], **f)
     if spec.kind == "dense":
@@ -98,15 +103,24 @@ class Pipeline(wiring.Component):
             else:
                 avail[tensor] = [(port, lanes, channels)]
 
-        def take(tensor, lanes, consumer):
+        def take(tensor, lanes, consumer, fifo=0):
+            """The next reader's stream of ``tensor``: through an elastic FIFO of
+            ``fifo`` beats (at the producer's lanes, so a burst leaves the producer at
+            its own width), then a lane converter when the widths differ."""
             port, have, channels = avail[tensor].pop(0)
-            if have == lanes:
-                return port
-            conv = LaneConverter(elem_shape(self._qparams[tensor].dtype), channels, have,
-                                 lanes)
-            m.submodules[f"lanes_{sanitize(tensor)}_{sanitize(consumer)}"] = conv
-            wiring.connect(m, port, conv.i)
-            return conv.o
+            elem = elem_shape(self._qparams[tensor].dtype)
+            name = f"{sanitize(tensor)}_{sanitize(consumer)}"
+            if fifo > 1:
+                buf = StreamFifo(beat_signature(elem, have), fifo)
+                m.submodules[f"fifo_{name}"] = buf
+                wiring.connect(m, port, buf.i)
+                port = buf.o
+            if have != lanes:
+                conv = LaneConverter(elem, channels, have, lanes)
+                m.submodules[f"lanes_{name}"] = conv
+                wiring.connect(m, port, conv.i)
+                port = conv.o
+            return port
 
         in_c = plan.stages[0].in_shape[-1]
         publish(self._input, wiring.flipped(self.i), self._in_lanes, in_c)
@@ -117,7 +131,7 @@ class Pipeline(wiring.Component):
                 wiring.connect(m, take(s.inputs[0], s.in_lanes, s.name), stage.a)
                 wiring.connect(m, take(s.inputs[1], s.in_lanes, s.name), stage.b)
             else:
-                wiring.connect(m, take(s.inputs[0], s.in_lanes, s.name), stage.i)
+                wiring.connect(m, take(s.inputs[0], s.in_lanes, s.name, s.in_fifo), stage.i)
             publish(s.output, stage.o, s.out_lanes, s.out_shape[-1])
         last = plan.stages[-1]
         wiring.connect(m, take(last.output, self._out_lanes, "output"),
