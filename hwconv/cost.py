@@ -273,6 +273,14 @@ def _check_divides(stage, name, value, total, what):
         raise HwconvError(f"{stage}: {name}={value} must divide the {total} {what}")
 
 
+def _check_weights(stage, op, name="weights"):
+    """Refuse weights that do not fit ``op.weight_bits`` (the ROM would wrap them)."""
+    lim = 1 << (op.weight_bits - 1)
+    if op.weight.size and (op.weight.min() < -lim or op.weight.max() >= lim):
+        raise HwconvError(f"{stage}: {name} exceed weight_bits={op.weight_bits} "
+                          f"(range {int(op.weight.min())}..{int(op.weight.max())})")
+
+
 def mac_depth(terms, levels_per_stage, mul_stages):
     """Register stages of :class:`hwconv.hw.mac.MacArray` from a step to its output."""
     levels = (terms - 1).bit_length()
@@ -294,6 +302,7 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
     if len(in_shape) != 3 or in_shape[2] != cg:
         raise HwconvError(f"{stage}: in_shape {in_shape} must be (H, W, {cg}) for weights "
                           f"of shape {op.weight.shape}")
+    _check_weights(stage, op)
     _check_divides(stage, "simd", simd, cg, "input channels")
     _check_divides(stage, "pe", pe, o, "output channels")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
@@ -550,6 +559,8 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
         _check_activation(f"{stage} (pw_act)", pw_act)
         if pw_act.in_q != pw.out_q:
             raise HwconvError(f"{stage}: pw_act.in_q must equal pw.out_q")
+    _check_weights(stage, dw, "dw weights")
+    _check_weights(stage, pw, "pw weights")
     _check_divides(stage, "dw_simd", dw_simd, c, "input channels")
     _check_divides(stage, "pw_simd", pw_simd, cm, "intermediate channels")
     _check_divides(stage, "pw_pe", pw_pe, o, "output channels")

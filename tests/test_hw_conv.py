@@ -133,6 +133,10 @@ def test_geometry_and_layer_errors():
     with pytest.raises(HwconvError, match="Conv2D: op must be a QConv2D"):
         Conv2D(object(), (5, 5, 4))
     op = make_conv(2, 2, 3)
+    op.weight_bits = 4
+    with pytest.raises(HwconvError, match="Conv2D: weights exceed weight_bits=4"):
+        Conv2D(op, (5, 5, 2))
+    op = make_conv(2, 2, 3)
     with pytest.raises(HwconvError, match="act must be a clamping QActivation"):
         Conv2D(op, (5, 5, 2), act=make_act("leaky_relu", op.out_q))
 
