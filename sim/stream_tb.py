@@ -163,6 +163,7 @@ class Scoreboard:
         self.expected = expected
         self.formats = formats
         self.received = {name: 0 for name in expected}
+        self.words = {name: [] for name in expected}
         self.errors = []
         self.max_errors = max_errors
 
@@ -174,6 +175,7 @@ class Scoreboard:
     def check(self, name, word):
         k = self.received[name]
         self.received[name] += 1
+        self.words[name].append(None if word is None else f"{word:x}")
         exp = self.expected[name]
         fmt = self.formats.get(name)
         if k >= len(exp):
@@ -247,6 +249,7 @@ class StreamTB:
             "errors": self.scoreboard.errors,
             "inputs": {d.port.name: d.cycles for d in self.drivers},
             "outputs": {m.port.name: m.cycles for m in self.monitors},
+            "received": self.scoreboard.words,
         }
 
 

@@ -1,0 +1,155 @@
+"""The Python API that mirrors the command line (the composition root, with
+:mod:`hwconv.cli`): the only part of :mod:`hwconv` that reaches into :mod:`rtl_gen` and
+:mod:`sim`.
+
+Examples
+--------
+>>> import hwconv
+>>> c = hwconv.compile("examples/digits/digits_qdq.onnx", max_multipliers=200)  # doctest: +SKIP
+>>> hwconv.build(c, "out/digits")                                              # doctest: +SKIP
+>>> result = hwconv.simulate(c, images[:8])                                     # doctest: +SKIP
+>>> result.outputs            # float32, what the RTL computed, model layout     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .compiler import Compiled, compile, load
+from .errors import HwconvError
+from .hw.stream import beats_to_bits, bits_to_beats, elem_shape, encode_frame
+
+__all__ = ["load", "compile", "build", "simulate", "SimReport"]
+
+_BUILD_MAKEFILE = """\
+# Rerun the cocotb proof of {top} with only cocotb and a simulator:
+#   make sim              (Icarus Verilog)
+#   make sim SIM=verilator
+#   make sim WAVES=1      (FST waveform in tb/sim_build)
+sim:
+\t$(MAKE) -C tb
+.PHONY: sim
+"""
+
+
+def _frames(compiled, x, n_frames, seed):
+    """Integer NHWC frames: the quantized ``x``, or ``n_frames`` random valid codes."""
+    q = compiled.qnet.input_q
+    if x is not None:
+        return compiled.model.quantize_input(x)
+    rng = np.random.default_rng(seed)
+    return rng.integers(q.qmin, q.qmax + 1, (n_frames,) + compiled.qnet.input_shape)
+
+
+def _words(frames, dtype, lanes):
+    beats = [b for f in frames for b in encode_frame(f, lanes)]
+    return beats_to_bits(beats, elem_shape(dtype), lanes)
+
+
+def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
+          ready_prob=0.8):
+    """Write a standalone build folder for ``compiled``.
+
+    The folder holds the Verilog (``<top>.v``), ``files.f``, ``manifest.json``,
+    ``pipeline.png``, a port ``README.md`` and ``tb/``: a cocotb test bench with stimulus
+    (``inputs`` quantized, or ``n_frames`` random frames) and the golden model's expected
+    outputs, rerun by ``make -C OUT sim``.  The folder appears whole or not at all.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from rtl_gen.build import write_rtl
+    from rtl_gen.emit import staged_dir, write_text
+    from sim.runner import axis_stream, write_testbench
+
+    from .hw.pipeline import pipeline_top
+
+    if not isinstance(compiled, Compiled):
+        raise HwconvError("build takes a compiled model (hwconv.compile)")
+    manifest = compiled.manifest()
+    top = pipeline_top(compiled)
+    frames = _frames(compiled, inputs, n_frames, seed)
+    expected = golden.run(compiled.qnet, frames)
+    qin, qout = compiled.qnet.input_q, compiled.qnet.output_q
+    li, lo = compiled.in_lanes, compiled.out_lanes
+    s_axis = axis_stream("s_axis", 8 * li, lanes=li, signed=qin.signed)
+    m_axis = axis_stream("m_axis", 8 * lo, lanes=lo, signed=qout.signed)
+    with staged_dir(out_dir) as d:
+        write_rtl(d, top, manifest)
+        write_text(d / "Makefile", _BUILD_MAKEFILE.format(top=compiled.top))
+        np.save(d / "tb_input.npy", frames)
+        np.save(d / "tb_expected.npy", expected)
+        write_testbench(d / "tb", [d / f"{compiled.top}.v"], compiled.top,
+                        {s_axis: _words(frames, qin.dtype, li)},
+                        {m_axis: _words(expected, qout.dtype, lo)},
+                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+    return Path(out_dir)
+
+
+@dataclass
+class SimReport:
+    """What :func:`simulate` measured.
+
+    Attributes
+    ----------
+    outputs : ndarray
+        Float32 outputs computed by the RTL, dequantized, in the model's output layout.
+    outputs_int : ndarray
+        The RTL's integer outputs (NHWC).
+    bit_exact : bool
+        Every output beat equalled the golden model's (the scoreboard checks each one).
+    cycles_per_frame : float or None
+        Mean cycles between the last output beats of consecutive frames.
+    predicted_cycles_per_frame : int
+    folder : pathlib.Path
+    simulator : str
+    """
+
+    outputs: np.ndarray
+    outputs_int: np.ndarray
+    bit_exact: bool
+    cycles_per_frame: float | None
+    predicted_cycles_per_frame: int
+    latency: int | None
+    folder: Path
+    simulator: str
+
+
+def simulate(compiled, inputs=None, *, n_frames=4, simulator="icarus", folder=None,
+             valid_prob=1.0, ready_prob=1.0, seed=0):
+    """Run the generated Verilog in cocotb on ``inputs`` (float, model layout).
+
+    Every output beat is checked against the golden model in the test bench; a mismatch
+    raises :class:`sim.runner.SimulationError` naming the first differing beat, the log
+    and the waveform.  With ``valid_prob = ready_prob = 1`` the measured cycles per frame
+    are comparable with the manifest's prediction.
+    """
+    from sim.runner import run_testbench
+
+    keep = folder is not None
+    folder = Path(folder) if keep else Path(tempfile.mkdtemp(prefix="hwconv-sim-"))
+    build(compiled, folder / "build", inputs=inputs, n_frames=n_frames, seed=seed,
+          valid_prob=valid_prob, ready_prob=ready_prob)
+    result = run_testbench(folder / "build" / "tb", simulator=simulator)
+    qout = compiled.qnet.output_q
+    lo = compiled.out_lanes
+    frames = np.load(folder / "build" / "tb_input.npy")
+    beats = bits_to_beats(result.received["m_axis"], elem_shape(qout.dtype), lo)
+    got = np.array([v for vals, _ in beats for v in vals]).reshape(
+        (len(frames),) + compiled.qnet.output_shape)
+    per = int(np.prod(compiled.qnet.output_shape)) // lo
+    gaps = result.frame_cycles("m_axis", per)
+    first_out = result.outputs["m_axis"][0] if result.outputs.get("m_axis") else None
+    first_in = result.inputs["s_axis"][0] if result.inputs.get("s_axis") else None
+    return SimReport(
+        outputs=compiled.model.dequantize_output(got), outputs_int=got, bit_exact=True,
+        cycles_per_frame=float(np.mean(gaps)) if gaps else None,
+        predicted_cycles_per_frame=compiled.plan.cycles_per_frame,
+        latency=None if first_out is None or first_in is None else first_out - first_in,
+        folder=folder, simulator=simulator)
