@@ -107,3 +107,33 @@ def residual_cnn(seed=0, shape=(16, 16, 8)):
     x = net.add("flat", Flatten(), x)
     net.add("fc", Dense(rng.normal(0, .25, (10, 16))), x)
     return net
+
+
+def every_stage_net(seed=0, shape=(12, 12, 3)):
+    """A small network that maps to every stage kind and needs every transform.
+
+    stride-2 conv + BatchNorm (folded) + ReLU -> max-pool (moved before the ReLU) ->
+    3x3 conv then 1x1 conv with nothing between (fused into one 3x3 conv) -> ReLU ->
+    depthwise 3x3 + pointwise (one engine) -> residual Add with the pooled map ->
+    ReLU6 -> global average pool -> dense head.
+    """
+    rng = np.random.default_rng(seed)
+    h, w, c = shape
+    net = Network(shape)
+    x = net.add("stem", Conv2D(conv_weight(rng, 8, 3, c), rng.normal(0, .1, 8), 2, "same"),
+                net.input)
+    x = net.add("stem_bn", _bn(rng, 8), x)
+    x = net.add("stem_relu", Activation("relu"), x)
+    x = net.add("pool", MaxPool(2, 1), x)
+    y = net.add("wide", Conv2D(conv_weight(rng, 32, 3, 8), None, 1, "same"), x)
+    y = net.add("narrow", Conv2D(conv_weight(rng, 8, 1, 32), rng.normal(0, .1, 8)), y)
+    y = net.add("mid_relu", Activation("relu"), y)
+    y = net.add("dw", Conv2D(conv_weight(rng, 8, 3, 1), None, 1, "same", groups=8), y)
+    y = net.add("dw_relu", Activation("relu"), y)
+    y = net.add("pw", Conv2D(conv_weight(rng, 8, 1, 8)), y)
+    x = net.add("res", Add(), x, y)
+    x = net.add("res_relu", Activation("relu6"), x)
+    x = net.add("gap", GlobalAvgPool(), x)
+    x = net.add("flat", Flatten(), x)
+    net.add("fc", Dense(rng.normal(0, .3, (10, 8)), np.zeros(10)), x)
+    return net
