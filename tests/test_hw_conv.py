@@ -4,7 +4,7 @@ gaps and ready stalls, exact full-rate timing, fused clamps, construction errors
 import pytest
 from window_cases import check_timing, make_act, make_conv, random_frames, reduced, run_frames
 
-from hwconv import golden
+from hwconv import cost, golden
 from hwconv.errors import HwconvError
 from hwconv.hw.conv import Conv2D
 
@@ -108,6 +108,7 @@ def test_figures():
     assert dut.macs_per_frame == 64 * 6 * 9 * 4
     assert dut.cost.utilization == 1.0
     assert dut.out_shape == (8, 8, 6)
+    assert dut.cost == cost.conv2d(op, (8, 8, 4), pe=3, simd=2)
 
 
 @pytest.mark.parametrize("kw,match", [

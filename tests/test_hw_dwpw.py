@@ -14,7 +14,7 @@ from window_cases import (
     run_frames,
 )
 
-from hwconv import golden
+from hwconv import cost, golden
 from hwconv.errors import HwconvError
 from hwconv.hw.dwpw import DepthwisePointwise
 
@@ -105,6 +105,8 @@ def test_no_intermediate_feature_map():
     assert [d * w for d, w in rows] == [2 * 7 * 4 * 8]
     assert dut.linebuffer_words == 2 * 7 * 4
     assert dut.weight_words == 8 * 9 + 6 * 8
+    assert dut.cost == cost.depthwise_pointwise(*layers, (6, 7, 4), dw_simd=2, pw_simd=2,
+                                                pw_pe=3)
     assert all(name.endswith(("rows", "weights")) for name in mems)
 
 

@@ -4,7 +4,7 @@ int8/uint8, lanes, exact full-rate timing, construction errors."""
 import pytest
 from window_cases import check_timing, make_act, qparams, random_frames, reduced, run_frames
 
-from hwconv import golden
+from hwconv import cost, golden
 from hwconv.errors import HwconvError
 from hwconv.hw.pool import PoolActivate
 from hwconv.ir import MaxPool
@@ -74,6 +74,8 @@ def test_figures():
     dut = PoolActivate(MaxPool(3, 2, 1), None, (8, 10, 4), lanes=2, dtype="int8")
     assert dut.linebuffer_words == 2 * 10 * 4
     assert dut.out_shape == (4, 5, 4)
+    assert dut.cost == cost.pool_activate(MaxPool(3, 2, 1), None, (8, 10, 4), lanes=2,
+                                          dtype="int8")
 
 
 @pytest.mark.parametrize("args,kw,match", [
