@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +82,16 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
     s_axis = axis_stream("s_axis", 8 * li, lanes=li, signed=qin.signed)
     m_axis = axis_stream("m_axis", 8 * lo, lanes=lo, signed=qout.signed)
     with staged_dir(out_dir) as d:
-        write_rtl(d, top, manifest)
+        sources, hex_files = write_rtl(d, top, manifest)
         write_text(d / "Makefile", _BUILD_MAKEFILE.format(top=compiled.top))
         np.save(d / "tb_input.npy", frames)
         np.save(d / "tb_expected.npy", expected)
-        write_testbench(d / "tb", [d / f"{compiled.top}.v"], compiled.top,
+        write_testbench(d / "tb", [d / f for f in sources], compiled.top,
                         {s_axis: _words(frames, qin.dtype, li)},
                         {m_axis: _words(expected, qout.dtype, lo)},
                         valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+        for f in hex_files:         # $readmemh reads from the simulator's folder
+            shutil.copyfile(d / f, d / "tb" / f)
     return Path(out_dir)
 
 

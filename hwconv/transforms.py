@@ -66,7 +66,7 @@ def fold_batchnorm(net):
                 renames[n.name] = prod.name
                 flipped = int((s < 0).sum())
                 report.append(Change("fold_batchnorm", (prod.name, n.name), True,
-                                     f"folded into conv weights/bias"
+                                     "folded into conv weights/bias"
                                      + (f"; {flipped} channel(s) with negative gamma "
                                         f"flipped" if flipped else "")))
                 continue

@@ -6,6 +6,8 @@ The testbench part (stimulus, expected vectors, cocotb module, Makefile) is writ
 
 from __future__ import annotations
 
+from hwconv.hw.rom import ROM_MODULE, ROM_VERILOG, external_roms
+
 from .diagram import draw_pipeline
 from .emit import verilog_text, write_json, write_text
 
@@ -15,15 +17,30 @@ __all__ = ["write_rtl", "port_readme"]
 def write_rtl(folder, top, manifest):
     """Emit ``top`` (module ``manifest["top"]``) and its companions into ``folder``.
 
-    Returns the list of files written, relative to ``folder``.
+    Weight ROMs are ``$readmemh`` instances of :data:`hwconv.hw.rom.ROM_VERILOG` (in
+    ``hwconv_rom.v``) reading ``rom_NNN.hex`` files from the working directory of the
+    tool; ``files.f`` lists the Verilog sources, ``roms.f`` the hex files.
+
+    Returns
+    -------
+    (list of Verilog files, list of hex files), relative to ``folder``.
     """
     name = manifest["top"]
-    write_text(folder / f"{name}.v", verilog_text(top, name))
-    write_text(folder / "files.f", f"{name}.v\n")
+    with external_roms() as roms:
+        text = verilog_text(top, name)
+    sources = [f"{name}.v"]
+    write_text(folder / f"{name}.v", text)
+    if roms.files:
+        write_text(folder / f"{ROM_MODULE}.v", ROM_VERILOG)
+        sources.insert(0, f"{ROM_MODULE}.v")
+        for fname, hex_text in roms.files.items():
+            write_text(folder / fname, hex_text)
+    write_text(folder / "files.f", "".join(f"{s}\n" for s in sources))
+    write_text(folder / "roms.f", "".join(f"{f}\n" for f in roms.files))
     write_json(folder / "manifest.json", manifest)
     draw_pipeline(manifest, folder / "pipeline.png")
     write_text(folder / "README.md", port_readme(manifest))
-    return [f"{name}.v", "files.f", "manifest.json", "pipeline.png", "README.md"]
+    return sources, list(roms.files)
 
 
 def _port_rows(prefix, side, io):
@@ -63,6 +80,9 @@ def port_readme(manifest):
         f"{i['dtype']} codes `q = round(x / {i['scale']:.6g}) + {i['zero_point']}`.",
         f"- Output frame: shape {tuple(o['shape'])}, {o['beats_per_frame']} beats; "
         f"`x = {o['scale']:.6g} * (q - {o['zero_point']})`.",
+        "- Weights live in `rom_NNN.hex` files (listed in `roms.f`) that `hwconv_rom.v` "
+        "loads with `$readmemh` from the tool's working directory; copy them there "
+        "(or give your tool their folder) when you synthesize.",
         "- Frames may follow back to back; `tvalid` may drop at any time and `tready` "
         "may stall at any time (no beat is lost, duplicated or reordered).",
         "",

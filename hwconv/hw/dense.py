@@ -36,6 +36,7 @@ from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QDense
+from .rom import WeightRom
 from .requant import Requantizer
 from .stream import beat_signature, elem_shape
 
@@ -213,7 +214,7 @@ class Dense(wiring.Component):
     def _rom_init(self):
         pe, simd = self._pe, self._simd
         w = self._weight.reshape(self._no, pe, self._ni, simd).transpose(0, 2, 1, 3)
-        return [[int(v) for v in word.ravel()] for word in w.reshape(-1, pe * simd)]
+        return w.reshape(-1, pe * simd)
 
     def elaborate(self, platform):
         m = Module()
@@ -246,10 +247,7 @@ class Dense(wiring.Component):
             with m.If(ic == ni - 1):
                 m.d.sync += og.eq(Mux(og == no - 1, 0, og + 1))
 
-        m.submodules.weights = rom = Memory(
-            shape=data.ArrayLayout(signed(wbits), pe * simd), depth=no * ni,
-            init=self._rom_init())
-        rom_rd = rom.read_port()
+        m.submodules.weights = rom_rd = WeightRom(self._rom_init(), wbits)
         m.d.comb += [rom_rd.addr.eq(widx), rom_rd.en.eq(en)]
 
         # Stage 1: weights arrive from the ROM; x from the stream (first sweep) or the

@@ -18,7 +18,6 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..errors import HwconvError
 from .stream import beat_signature, check_lanes
 
 __all__ = ["LaneConverter"]

@@ -31,13 +31,13 @@ import numpy as np
 from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from .dense import adder_tree
 from .requant import acc_layout
+from .rom import WeightRom
 
 __all__ = ["MacArray", "vector_layout", "value_bound"]
 
@@ -176,10 +176,8 @@ class MacArray(wiring.Component):
             def weight(p, k):
                 return Const(int(self._weights[0, p, k]), wshape)
         else:
-            m.submodules.weights = rom = Memory(
-                shape=data.ArrayLayout(wshape, pe * t), depth=steps,
-                init=[[int(v) for v in row.ravel()] for row in self._weights])
-            rd = rom.read_port()
+            m.submodules.weights = rd = WeightRom(
+                self._weights.reshape(steps, pe * t), self._wbits)
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
 
             def weight(p, k):
