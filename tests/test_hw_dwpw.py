@@ -107,7 +107,7 @@ def test_no_intermediate_feature_map():
     assert dut.weight_words == 8 * 9 + 6 * 8
     assert dut.cost == cost.depthwise_pointwise(*layers, (6, 7, 4), dw_simd=2, pw_simd=2,
                                                 pw_pe=3)
-    assert all(name.endswith(("rows", "weights.mem")) for name in mems)
+    assert all(name.endswith(("rows", "weights")) for name in mems)
 
 
 def test_errors():

@@ -131,8 +131,8 @@ class WeightRom(wiring.Component):
         m = Module()
         files = _FILES.get()
         if files is None:
-            m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=self._depth,
-                                            init=self._words)
+            m.submodules.weights = mem = Memory(shape=unsigned(self.width),
+                                                depth=self._depth, init=self._words)
             rd = mem.read_port()
             m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(self.en),
                          self.data.as_value().eq(rd.data)]
