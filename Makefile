@@ -29,8 +29,9 @@ sim-tools:
 demo: $(STAMP)
 	$(VENV)/bin/hwconv demo
 
+# Under CI the slow sweeps run in their reduced form.
 test: $(STAMP) sim-tools
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	HWCONV_SLOW_REDUCED=$${HWCONV_SLOW_REDUCED:-$${CI:+1}} $(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "not slow and not cocotb" $(PYTEST_ARGS)
