@@ -25,7 +25,7 @@ from .compiler import Compiled, compile, load
 from .errors import HwconvError
 from .hw.stream import beats_to_bits, bits_to_beats, elem_shape, encode_frame
 
-__all__ = ["load", "compile", "build", "simulate", "SimReport"]
+__all__ = ["load", "compile", "build", "simulate", "explore", "SimReport"]
 
 _BUILD_MAKEFILE = """\
 # Rerun the cocotb proof of {top} with only cocotb and a simulator:
@@ -156,3 +156,54 @@ def simulate(compiled, inputs=None, *, n_frames=4, simulator="icarus", folder=No
         predicted_cycles_per_frame=compiled.plan.cycles_per_frame,
         latency=None if first_out is None or first_in is None else first_out - first_in,
         folder=folder, simulator=simulator)
+
+
+def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit=None,
+            dask=None, workers=None, clock_mhz=None, budget=None, calibration=None,
+            progress=True):
+    """Sweep the foldings of ``model`` on ``device``: the Pareto front of throughput vs
+    DSP blocks, block RAM and LUTs (see :mod:`hwconv.explore`).
+
+    Parameters
+    ----------
+    out_dir : str or Path, optional
+        Where ``pareto.csv``, ``pareto.json``, ``points.csv`` and ``pareto.png`` go (and
+        ``synth/pointNN/`` with each synthesized point's Verilog and logs).
+    synth : bool
+        Re-score the front with real Yosys runs; ``fmax`` also places and routes each
+        point (nextpnr, ECP5 and iCE40); ``synth_limit`` caps how many (fastest first).
+    dask : str, optional
+        Address of a Dask scheduler; the work runs there instead of local processes.
+    budget : dict, optional
+        ``dsp`` / ``bram`` / ``lut`` / ``ff`` limits below the device's.
+
+    Returns
+    -------
+    hwconv.explore.Exploration
+
+    Examples
+    --------
+    >>> from hwconv.api import explore
+    >>> r = explore("examples/digits/digits_qdq.onnx", "ecp5-85f", "out/dse")  # doctest: +SKIP
+    >>> [(p.fps, p.dsp, p.bram, p.lut) for p in r.front]                      # doctest: +SKIP
+    """
+    from rtl_gen.dse import synth_point
+    from rtl_gen.report import write_exploration
+
+    from . import explore as dse
+
+    executor = dse.dask_executor(dask) if dask else None
+    try:
+        result = dse.explore(
+            model, device, calibration=calibration, clock_mhz=clock_mhz, executor=executor,
+            workers=workers, budget=budget, rescore=synth_point if synth else None,
+            rescore_limit=synth_limit, progress=progress,
+            rescore_dir=Path(out_dir) / "synth" if (synth and out_dir) else None,
+            rescore_options={"fmax": fmax})
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True)
+            executor.client.close()
+    if out_dir is not None:
+        write_exploration(result, out_dir)
+    return result

