@@ -1,0 +1,24 @@
+"""Board top-levels and bitstreams: a mapped pipeline behind a UART frame loader on
+amaranth-boards platforms (ULX3S, iCEBreaker), built with the YoWASP toolchain.
+
+See :mod:`boards.protocol` for the host protocol, :mod:`boards.build` for the bitstream
+flow and :mod:`boards.board` for the gateware around the pipeline.
+"""
+
+from hwconv.errors import HwconvError
+
+__all__ = ["BOARDS", "board"]
+
+#: CLI name -> module defining ``BOARD``; imported on demand (amaranth-boards is only
+#: needed once a board is named).
+BOARDS = {"ulx3s": "ulx3s", "icebreaker": "icebreaker"}
+
+
+def board(name):
+    """The :class:`~boards.board.Board` called ``name`` (case-insensitive)."""
+    import importlib
+
+    key = str(name).lower()
+    if key not in BOARDS:
+        raise HwconvError(f"unknown board {name!r}; known: {', '.join(BOARDS)}")
+    return importlib.import_module(f"boards.{BOARDS[key]}").BOARD
