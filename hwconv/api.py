@@ -25,7 +25,7 @@ from .compiler import Compiled, compile, load
 from .errors import HwconvError
 from .hw.stream import beats_to_bits, bits_to_beats, elem_shape, encode_frame
 
-__all__ = ["load", "compile", "build", "simulate", "explore", "SimReport"]
+__all__ = ["load", "compile", "build", "simulate", "verify_netlist", "explore", "SimReport"]
 
 _BUILD_MAKEFILE = """\
 # Rerun the cocotb proof of {top} with only cocotb and a simulator:
@@ -156,6 +156,58 @@ def simulate(compiled, inputs=None, *, n_frames=4, simulator="icarus", folder=No
         predicted_cycles_per_frame=compiled.plan.cycles_per_frame,
         latency=None if first_out is None or first_in is None else first_out - first_in,
         folder=folder, simulator=simulator)
+
+
+def verify_netlist(compiled, device, folder, *, inputs=None, n_frames=2, seed=0,
+                   simulator="icarus", synth_options=None):
+    """Synthesize the pipeline for ``device`` and simulate the *netlist* against golden.
+
+    The netlist Yosys wrote (``write_verilog`` after ``synth_<family>``) runs with
+    Yosys's own cell models in the same cocotb test bench as the RTL, on the same
+    stimulus; every output beat must equal the golden model's.  A mismatch raises
+    :class:`sim.runner.SimulationError` naming the first differing beat, the log and
+    the waveform.
+
+    Returns
+    -------
+    sim.runner.SimResult
+    """
+    from rtl_gen.netlist import synthesize_netlist
+
+    from .devices import device as lookup_device
+
+    dev = lookup_device(device)
+    folder = Path(folder)
+    rtl = build(compiled, folder / "rtl", inputs=inputs, n_frames=n_frames, seed=seed)
+    sources = (rtl / "files.f").read_text().split()
+    hex_files = (rtl / "roms.f").read_text().split()
+    netlist = synthesize_netlist([rtl / f for f in sources], compiled.top, dev.name,
+                                 folder / f"synth_{dev.family}",
+                                 options=synth_options, data_files=[rtl / f for f in hex_files])
+    return simulate_netlist(compiled, netlist, dev.family, folder / f"netlist_{dev.family}",
+                            inputs=inputs, n_frames=n_frames, seed=seed, simulator=simulator)
+
+
+def simulate_netlist(compiled, netlist, family, folder, *, inputs=None, n_frames=2, seed=0,
+                     simulator="icarus"):
+    """Simulate a synthesized ``netlist`` (with Yosys's ``family`` cell models) against
+    the golden model in cocotb; see :func:`verify_netlist`."""
+    from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+    from sim.runner import axis_stream, run_testbench, write_testbench
+
+    frames = _frames(compiled, inputs, n_frames, seed)
+    expected = golden.run(compiled.qnet, frames)
+    qin, qout = compiled.qnet.input_q, compiled.qnet.output_q
+    li, lo = compiled.in_lanes, compiled.out_lanes
+    s_axis = axis_stream("s_axis", 8 * li, lanes=li, signed=qin.signed)
+    m_axis = axis_stream("m_axis", 8 * lo, lanes=lo, signed=qout.signed)
+    models, includes = cell_models(family, Path(folder) / "models")
+    write_testbench(folder, [netlist, models], compiled.top,
+                    {s_axis: _words(frames, qin.dtype, li)},
+                    {m_axis: _words(expected, qout.dtype, lo)},
+                    valid_prob=0.8, ready_prob=0.8, seed=seed,
+                    defines=NETLIST_DEFINES.get(family, {}), includes=includes)
+    return run_testbench(folder, simulator=simulator)
 
 
 def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit=None,

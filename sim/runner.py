@@ -158,8 +158,9 @@ def simulator_available(simulator="icarus"):
     return shutil.which({"icarus": "iverilog"}.get(simulator, simulator)) is not None
 
 
-def _makefile(toplevel, sources):
+def _makefile(toplevel, sources, defines=None):
     srcs = " ".join(f"$(CURDIR)/{Path(s).name}" for s in sources)
+    defs = " ".join(f"-D{k}={v}" for k, v in (defines or {}).items())
     return f"""\
 # Rerun this cocotb test bench with only cocotb and a simulator:  make  (WAVES=1 for FST)
 TOPLEVEL_LANG = verilog
@@ -170,6 +171,7 @@ COCOTB_TEST_MODULES = {TB_MODULE}
 COCOTB_HDL_TIMEUNIT = {TIMESCALE[0]}
 COCOTB_HDL_TIMEPRECISION = {TIMESCALE[1]}
 COCOTB_PLUSARGS += +hwconv_config=$(CURDIR)/tb.json
+COMPILE_ARGS += -I$(CURDIR) {defs}
 ifeq ($(SIM),verilator)
 EXTRA_ARGS += --no-timing -Wno-fatal
 endif
@@ -198,7 +200,7 @@ def _write_words(path, words):
 
 def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", reset="rst",
                     reset_active=1, valid_prob=1.0, ready_prob=1.0, seed=0,
-                    timeout_cycles=None, drain_cycles=32):
+                    timeout_cycles=None, drain_cycles=32, defines=None, includes=()):
     """Write a self-contained cocotb test bench folder.
 
     Parameters
@@ -221,6 +223,10 @@ def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", 
         Default: 20 cycles per expected and stimulus beat plus 1000.
     drain_cycles : int
         Cycles the outputs are watched after the last expected beat.
+    defines : dict, optional
+        Preprocessor defines for the simulator build (e.g. Yosys cell models' options).
+    includes : list of path
+        Files the sources ``include``, copied beside them unchanged.
 
     Returns
     -------
@@ -234,6 +240,8 @@ def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", 
         dst = folder / f"{src.stem}.tb{src.suffix}"
         dst.write_text(sim_verilog(src.read_text()))
         local.append(dst.name)
+    for inc in includes:
+        shutil.copyfile(inc, folder / Path(inc).name)
     shutil.copyfile(Path(__file__).with_name(f"{TB_MODULE}.py"), folder / f"{TB_MODULE}.py")
 
     def prob(p, name):
@@ -254,10 +262,10 @@ def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", 
     cfg = {"toplevel": toplevel, "sources": local, "clock": clock, "reset": reset,
            "reset_active": reset_active, "seed": seed, "timeout_cycles": timeout_cycles,
            "drain_cycles": drain_cycles, "inputs": cfg_in, "outputs": cfg_out,
-           "results": "results.json"}
+           "results": "results.json", "defines": dict(defines or {})}
     path = folder / "tb.json"
     path.write_text(json.dumps(cfg, indent=1))
-    (folder / "Makefile").write_text(_makefile(toplevel, local))
+    (folder / "Makefile").write_text(_makefile(toplevel, local, cfg["defines"]))
     return path
 
 
@@ -285,7 +293,8 @@ def run_testbench(folder, *, simulator="icarus", waves=False, build_dir=None):
             runner.build(sources=[folder / s for s in cfg["sources"]],
                          hdl_toplevel=cfg["toplevel"], build_dir=build, timescale=TIMESCALE,
                          waves=True, always=True, log_file=build / "build.log",
-                         build_args=extra)
+                         build_args=extra, defines=cfg.get("defines", {}),
+                         includes=[folder])
         except RuntimeError as e:
             text = (build / "build.log").read_text().strip().splitlines()
             raise SimulationError(f"{cfg['toplevel']}: the {simulator} build failed: "

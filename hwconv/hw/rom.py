@@ -37,7 +37,7 @@ module {ROM_MODULE} #(
     parameter WIDTH = 8,
     parameter DEPTH = 2,
     parameter ABITS = 1,
-    parameter INIT_FILE = "rom.hex"
+    parameter INIT_FILE = ""
 ) (
     input  wire             clk,
     input  wire             en,
@@ -45,7 +45,9 @@ module {ROM_MODULE} #(
     output reg  [WIDTH-1:0] data
 );
     reg [WIDTH-1:0] mem [0:DEPTH-1];
-    initial $readmemh(INIT_FILE, mem);
+    generate if (INIT_FILE != "") begin : load
+        initial $readmemh(INIT_FILE, mem);
+    end endgenerate
     initial data = {{WIDTH{{1'b0}}}};
     always @(posedge clk)
         if (en) data <= mem[addr];
