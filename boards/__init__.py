@@ -2,7 +2,7 @@
 amaranth-boards platforms (ULX3S, iCEBreaker), built with the YoWASP toolchain.
 
 See :mod:`boards.protocol` for the host protocol, :mod:`boards.build` for the bitstream
-flow and :mod:`boards.board` for the gateware around the pipeline.
+flow and :mod:`boards.top` for the gateware around the pipeline.
 """
 
 from hwconv.errors import HwconvError
@@ -15,7 +15,7 @@ BOARDS = {"ulx3s": "ulx3s", "icebreaker": "icebreaker"}
 
 
 def board(name):
-    """The :class:`~boards.board.Board` called ``name`` (case-insensitive)."""
+    """The :class:`~boards.top.Board` called ``name`` (case-insensitive)."""
     import importlib
 
     key = str(name).lower()

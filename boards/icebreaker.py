@@ -9,7 +9,7 @@ settings, 16 MHz and up).  Green LED: busy, red LED: error.  Program with
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-from .board import Board
+from .top import Board
 from .pll import ice40_pll
 
 __all__ = ["BOARD"]

@@ -161,12 +161,14 @@ def read_reply(port, timeout):
     return parse_reply(head + rest)
 
 
-def fingerprint(qnet, frames=4, seed=0x68776376):
-    """32-bit identity of the integer function ``qnet`` computes.
+def fingerprint(qnet, frames=16, seed=0x68776376):
+    """32-bit identity of the integer function ``qnet`` computes and of its input and
+    output quantization.
 
-    A hash of the golden model's outputs on fixed pseudo-random frames: it is the same for
-    every folding and clock of one network and differs between networks that compute
-    differently, so the host can tell whether a bitstream runs its model.
+    A hash of the golden model's outputs on fixed pseudo-random frames and of the
+    input/output scales and zero points: the same for every folding and clock of one
+    network (and across exact transforms), different for another network, so the host
+    can tell whether a bitstream runs its model.
     """
     from hwconv import golden
 
@@ -175,7 +177,8 @@ def fingerprint(qnet, frames=4, seed=0x68776376):
     x = rng.integers(q.qmin, q.qmax + 1, (frames,) + tuple(qnet.input_shape))
     y = golden.run(qnet, x)
     h = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes())
-    h.update(repr((qnet.input_shape, qnet.output_shape)).encode())
+    io = [(q.scale, q.zero_point, q.dtype) for q in (qnet.input_q, qnet.output_q)]
+    h.update(repr((tuple(qnet.input_shape), tuple(qnet.output_shape), io)).encode())
     return int.from_bytes(h.digest()[:4], "little")
 
 

@@ -1,4 +1,4 @@
-"""Prove a board design without hardware: :class:`~boards.board.BoardCore` (the board
+"""Prove a board design without hardware: :class:`~boards.top.BoardCore` (the board
 top-level minus its PLL) in cocotb, driven through its UART by :mod:`boards.uart_tb`.
 
 :func:`write_testbench` writes a folder that stands alone (Verilog, configuration, the
@@ -92,7 +92,7 @@ include $(shell cocotb-config --makefiles)/Makefile.sim
 
 def write_testbench(folder, core, transactions, *, divisor, gap_cycles,
                     reply_timeout_cycles=None):
-    """Write the test bench of ``core`` (a :class:`~boards.board.BoardCore`) to ``folder``.
+    """Write the test bench of ``core`` (a :class:`~boards.top.BoardCore`) to ``folder``.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from amaranth import Elaboratable, Module
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwconv.devices import device as lookup_device
@@ -178,16 +178,20 @@ class BoardTop(Elaboratable):
         m = Module()
         board = self.board
         if self.pll is not None:        # else the platform's oscillator domain
+            pin = platform.request(board.clock_resource, 0, dir="-")
             if board.pll_on_pad:
-                clk_in = platform.request(board.clock_resource, 0, dir="-").io
+                clk_in = pin.io
             else:
-                clk_in = platform.request(board.clock_resource, 0).i
+                m.submodules.clk_buf = clk_buf = io.Buffer("i", pin)
+                clk_in = clk_buf.i
             pll_domain(m, platform, self.pll, clk_in)
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        (busy_name, busy_n), (err_name, err_n) = board.leds
-        busy = platform.request(busy_name, busy_n)
-        err = platform.request(err_name, err_n)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx), busy.o.eq(core.busy),
-                     err.o.eq(core.error)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+        for (name, number), signal in zip(board.leds, (core.busy, core.error)):
+            m.submodules[f"led_{name}_{number}"] = led = \
+                io.Buffer("o", platform.request(name, number, dir="-"))
+            m.d.comb += led.o.eq(signal)
         return m

@@ -7,7 +7,7 @@ busy, LED 1 error.  Program with ``openFPGALoader -b ulx3s hwconv_board.bit`` (a
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from .board import Board
+from .top import Board
 from .pll import ecp5_pll
 
 __all__ = ["BOARD"]

@@ -378,6 +378,105 @@ def _add_onnx_commands(sub):
     r.set_defaults(func=cmd_report)
 
 
+def cmd_board_build(args):
+    """Model -> pipeline under the board's budget -> bitstream with reports."""
+    import boards
+    from boards import build as board_build
+
+    board = boards.board(args.board)
+    with _Progress(["map under the board's budget", "elaborate, synthesize, place and "
+                    "route, pack"]) as bar:
+        compiled = board_build.choose_pipeline(
+            board, args.model, clock_mhz=args.clock, fps=args.fps,
+            max_multipliers=args.max_multipliers, baud=args.baud,
+            calibration=_calibration(args, False))
+        bar.step()
+        result = board_build.build(board, compiled, args.output, clock_mhz=args.clock,
+                                   baud=args.baud, timeout_ms=args.timeout_ms,
+                                   seed=args.seed)
+        bar.step()
+    print(plan_table(compiled.manifest()))
+    print()
+    print((result.folder / "report.txt").read_text(), end="")
+    print(f"wrote {result.folder}/ ({result.bitstream.name}, report.txt, report.json, "
+          f"manifest.json, work/)")
+    return 0
+
+
+def cmd_board_run(args):
+    """Float IN.npy -> the board over its UART -> float OUT.npy (as ``hwconv golden``)."""
+    import time
+
+    import boards
+    from boards import host
+
+    from .fileio import save_npy
+
+    board = boards.board(args.board)
+    x = _load_npy(args.input, "--input")
+    t = time.perf_counter()
+    y, info = host.run(args.model, x, args.port, baud=args.baud, timeout=args.timeout,
+                       retries=args.retries, calibration=_calibration(args, False))
+    dt = time.perf_counter() - t
+    save_npy(args.output, y)
+    print(f"{len(x)} frame(s) through the {board.title} on {args.port} in {dt:.2f} s "
+          f"({len(x) / dt:.1f} frames/s); model fingerprint {info.fingerprint:08x}; "
+          f"wrote {args.output}")
+    return 0
+
+
+def _add_board_commands(sub):
+    from boards import BOARDS
+    from boards.top import DEFAULT_BAUD, DEFAULT_TIMEOUT_MS
+
+    from . import datasets
+
+    bp = sub.add_parser("board", help="bitstreams for FPGA boards and running them over "
+                                      "a UART")
+    bsub = bp.add_subparsers(dest="board_command", required=True)
+
+    def common(p):
+        p.add_argument("board", choices=sorted(BOARDS), help="the board")
+        p.add_argument("model", help="ONNX model (QDQ, or float with calibration)")
+        p.add_argument("--calibration", metavar="CAL.npy",
+                       help="calibration inputs for a float model")
+        p.add_argument("--dataset", choices=datasets.NAMES,
+                       help="calibrate a float model on this data set's training split")
+        p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                       help=f"UART baud rate (default {DEFAULT_BAUD})")
+
+    b = bsub.add_parser("build", help="bitstream with resource and timing reports")
+    common(b)
+    b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.add_argument("--clock", type=float, metavar="MHZ",
+                   help="pipeline clock (default: the board's, ulx3s 50, icebreaker 12); "
+                        "a PLL makes it from the oscillator")
+    b.add_argument("--fps", type=float, help="frames/s the pipeline must reach (default: "
+                                             "what the UART carries)")
+    b.add_argument("--max-multipliers", type=int, metavar="N",
+                   help="map with this multiplier budget instead of the board's "
+                        "resource estimates (synthesis then decides the fit)")
+    b.add_argument("--timeout-ms", type=float, default=DEFAULT_TIMEOUT_MS,
+                   help=f"idle time that ends a short frame (default {DEFAULT_TIMEOUT_MS})")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.set_defaults(func=cmd_board_build)
+
+    r = bsub.add_parser("run", help="run IN.npy through a board over its UART "
+                                    "(OUT.npy as hwconv golden writes it)")
+    common(r)
+    r.add_argument("--port", required=True, metavar="DEV",
+                   help="serial device (/dev/ttyUSB1) or pyserial URL")
+    r.add_argument("--input", required=True, metavar="IN.npy",
+                   help="float32, the model's input shape, batch first")
+    r.add_argument("--output", required=True, metavar="OUT.npy",
+                   help="the model's output in float32 (dequantized)")
+    r.add_argument("--timeout", type=float, default=2.0, metavar="S",
+                   help="seconds to wait for a reply beyond its transmission time")
+    r.add_argument("--retries", type=int, default=0,
+                   help="resend a frame the board rejected this many times")
+    r.set_defaults(func=cmd_board_run)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="hwconv", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -391,6 +490,7 @@ def build_parser():
     d.set_defaults(func=cmd_demo)
     _add_onnx_commands(sub)
     _add_hw_commands(sub)
+    _add_board_commands(sub)
     _add_explore_command(sub)
     return p
 
