@@ -25,12 +25,13 @@ from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QAdd
 from .requant import clamp
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["Add", "skip_fifo_depth"]
 
 
-class Add(wiring.Component):
+class Add(StageFigures, wiring.Component):
     """Residual join for a :class:`~hwconv.quant.QAdd`.
 
     Parameters
@@ -86,29 +87,8 @@ class Add(wiring.Component):
         })
 
     @property
-    def cost(self):
-        """The :class:`hwconv.cost.StageCost` the properties below come from."""
-        return self._cost
-
-    @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
     def skip_latency(self):
         return self.latency + (SKIP_FIFO_READ_LATENCY if self._skip_depth else 0)
-
-    @property
-    def multipliers(self):
-        return self._cost.multipliers
-
-    @property
-    def requant_multipliers(self):
-        return self._cost.requant_multipliers
 
     @property
     def storage_words(self):

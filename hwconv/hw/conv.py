@@ -40,6 +40,7 @@ from ..quant import QActivation, QConv2D
 from .linebuffer import LineBuffer
 from .mac import MacArray, value_bound
 from .requant import Requantizer
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["Conv2D", "fused_clamp", "mac_weights"]
@@ -76,7 +77,7 @@ def mac_weights(weight, simd, pe):
     return w.transpose(3, 0, 1, 2, 4).reshape(c // simd * (o // pe), pe, kh * kw * simd)
 
 
-class Conv2D(wiring.Component):
+class Conv2D(StageFigures, wiring.Component):
     """Stage for a :class:`~hwconv.quant.QConv2D` with ``groups == 1``.
 
     Parameters
@@ -136,34 +137,6 @@ class Conv2D(wiring.Component):
     @property
     def out_shape(self):
         return self._geo.out_shape[:2] + (self._op.out_channels,)
-
-    @property
-    def cost(self):
-        return self._cost
-
-    @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
-    def multipliers(self):
-        return self._cost.multipliers
-
-    @property
-    def macs_per_frame(self):
-        return self._cost.macs_per_frame
-
-    @property
-    def linebuffer_words(self):
-        return self._cost.linebuffer_words
-
-    @property
-    def weight_words(self):
-        return self._cost.weight_words
 
     @property
     def storage_words(self):

@@ -38,6 +38,7 @@ from ..numerics import signed_bits
 from ..quant import QDense
 from .rom import WeightRom
 from .requant import Requantizer
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["Dense", "flatten_order", "adder_tree"]
@@ -98,7 +99,7 @@ def _delay(m, en, value, stages, name):
     return value
 
 
-class Dense(wiring.Component):
+class Dense(StageFigures, wiring.Component):
     """Matrix-vector stage for a :class:`~hwconv.quant.QDense`.
 
     Parameters
@@ -175,41 +176,12 @@ class Dense(wiring.Component):
         })
 
     @property
-    def cost(self):
-        """The :class:`hwconv.cost.StageCost` the properties below come from."""
-        return self._cost
-
-    @property
     def acc_bits(self):
         return signed_bits(self._acc_bound)
 
     @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
-    def multipliers(self):
-        return self._cost.multipliers
-
-    @property
-    def requant_multipliers(self):
-        return self._cost.requant_multipliers
-
-    @property
-    def macs_per_frame(self):
-        return self._cost.macs_per_frame
-
-    @property
     def storage_words(self):
         return self._cost.buffer_words
-
-    @property
-    def weight_words(self):
-        return self._cost.weight_words
 
     def _rom_init(self):
         pe, simd = self._pe, self._simd

@@ -45,6 +45,7 @@ from .linebuffer import LineBuffer
 from .mac import MacArray, value_bound
 from .pool import ActivationUnit
 from .requant import Requantizer
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["DepthwisePointwise"]
@@ -75,7 +76,7 @@ class _StreamRegister(wiring.Component):
         return m
 
 
-class DepthwisePointwise(wiring.Component):
+class DepthwisePointwise(StageFigures, wiring.Component):
     """Stage for depthwise ``dw`` (+ ``dw_act``) then pointwise ``pw`` (+ ``pw_act``).
 
     Parameters
@@ -134,34 +135,6 @@ class DepthwisePointwise(wiring.Component):
     @property
     def out_shape(self):
         return self._geo.out_shape[:2] + (self._pw.out_channels,)
-
-    @property
-    def cost(self):
-        return self._cost
-
-    @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
-    def multipliers(self):
-        return self._cost.multipliers
-
-    @property
-    def macs_per_frame(self):
-        return self._cost.macs_per_frame
-
-    @property
-    def linebuffer_words(self):
-        return self._cost.linebuffer_words
-
-    @property
-    def weight_words(self):
-        return self._cost.weight_words
 
     @property
     def tail_beats(self):

@@ -20,12 +20,13 @@ from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QGlobalAvgPool
 from .requant import Requantizer
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["GlobalAvgPool"]
 
 
-class GlobalAvgPool(wiring.Component):
+class GlobalAvgPool(StageFigures, wiring.Component):
     """Stage for a :class:`~hwconv.quant.QGlobalAvgPool`: ``(H, W, C)`` to ``(1, 1, C)``.
 
     Parameters
@@ -73,29 +74,8 @@ class GlobalAvgPool(wiring.Component):
         })
 
     @property
-    def cost(self):
-        """The :class:`hwconv.cost.StageCost` the properties below come from."""
-        return self._cost
-
-    @property
     def acc_bits(self):
         return signed_bits(self._acc_bound)
-
-    @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
-    def multipliers(self):
-        return self._cost.multipliers
-
-    @property
-    def requant_multipliers(self):
-        return self._cost.requant_multipliers
 
     @property
     def storage_words(self):

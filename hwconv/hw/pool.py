@@ -33,6 +33,7 @@ from ..numerics import DTYPES
 from ..quant import QActivation
 from .linebuffer import LineBuffer, window_signature
 from .requant import clamp
+from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
 __all__ = ["PoolActivate", "ActivationUnit", "WindowMax"]
@@ -177,7 +178,7 @@ class WindowMax(wiring.Component):
         return m
 
 
-class PoolActivate(wiring.Component):
+class PoolActivate(StageFigures, wiring.Component):
     """Max-pool (optional) then activation (optional) on a ``(H, W, C)`` stream.
 
     Parameters
@@ -227,24 +228,8 @@ class PoolActivate(wiring.Component):
         return self._out_shape
 
     @property
-    def cost(self):
-        return self._cost
-
-    @property
-    def cycles_per_frame(self):
-        return self._cost.cycles_per_frame
-
-    @property
-    def latency(self):
-        return self._cost.latency
-
-    @property
     def multipliers(self):
         return 0
-
-    @property
-    def linebuffer_words(self):
-        return self._cost.linebuffer_words
 
     @property
     def tail_beats(self):
