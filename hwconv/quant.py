@@ -54,8 +54,27 @@ def _x_bound(q):
     return max(q.zero_point - q.qmin, q.qmax - q.zero_point)
 
 
+@dataclass(eq=False)
 class _MAC:
-    """Shared parts of the integer conv and dense layers."""
+    """Shared parts of the integer conv and dense layers: quantization fields, integer
+    weights and bias, the accumulator bound."""
+
+    in_q: QParams = None
+    out_q: QParams = None
+    requant: Requant = None
+    weight_bits: int = 8
+
+    def __post_init__(self):
+        w = np.asarray(self.weight)
+        b = np.zeros(w.shape[0], np.int64) if self.bias is None else self.bias
+        super().__post_init__()             # the float layer's own checks
+        self.weight = w.astype(np.int64)
+        self.bias = np.asarray(b).astype(np.int64)
+
+    def infer_shape(self, name, shape):
+        out = super().infer_shape(name, shape)
+        self._check_quant(name)
+        return out
 
     def _check_quant(self, name):
         lim = 1 << (self.weight_bits - 1)
@@ -81,46 +100,14 @@ class _MAC:
 class QConv2D(_MAC, Conv2D):
     """Integer convolution (see module docstring).  ``weight``/``bias`` are integers."""
 
-    in_q: QParams = None
-    out_q: QParams = None
-    requant: Requant = None
-    weight_bits: int = 8
     kind = "QConv2D"
-
-    def __post_init__(self):
-        w = np.asarray(self.weight)
-        b = np.zeros(w.shape[0], np.int64) if self.bias is None else self.bias
-        super().__post_init__()
-        self.weight = w.astype(np.int64)
-        self.bias = np.asarray(b).astype(np.int64)
-
-    def infer_shape(self, name, shape):
-        out = Conv2D.infer_shape(self, name, shape)
-        self._check_quant(name)
-        return out
 
 
 @dataclass(eq=False)
 class QDense(_MAC, Dense):
     """Integer matrix-vector layer (see module docstring)."""
 
-    in_q: QParams = None
-    out_q: QParams = None
-    requant: Requant = None
-    weight_bits: int = 8
     kind = "QDense"
-
-    def __post_init__(self):
-        w = np.asarray(self.weight)
-        b = np.zeros(w.shape[0], np.int64) if self.bias is None else self.bias
-        super().__post_init__()
-        self.weight = w.astype(np.int64)
-        self.bias = np.asarray(b).astype(np.int64)
-
-    def infer_shape(self, name, shape):
-        out = Dense.infer_shape(self, name, shape)
-        self._check_quant(name)
-        return out
 
 
 @dataclass(eq=False)
