@@ -9,8 +9,8 @@ settings, 16 MHz and up).  Green LED: busy, red LED: error.  Program with
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-from .top import Board
 from .pll import ice40_pll
+from .top import Board
 
 __all__ = ["BOARD"]
 

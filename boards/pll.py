@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import ClockDomain, ClockSignal, Instance, Module, Signal
+from amaranth import ClockDomain, ClockSignal, Instance, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
 from hwconv.errors import HwconvError

@@ -10,8 +10,8 @@ from __future__ import annotations
 from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
-from amaranth.lib.crc import catalog
 from amaranth.lib.crc import Processor as CrcProcessor
+from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 

@@ -101,9 +101,10 @@ async def uart_frames(dut):
         start = len(line.received)
         await line.send(bytes.fromhex(tr["send"]))
         want = bytes.fromhex(tr["expect"])
+        n_want = len(want)
 
-        async def reply_done():
-            while len(line.received) - start < len(want):
+        async def reply_done(start=start, n=n_want):
+            while len(line.received) - start < n:
                 await Timer(line.bit_ns, unit="ns")
         try:
             await with_timeout(reply_done(), timeout_ns, "ns")

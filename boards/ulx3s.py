@@ -7,8 +7,8 @@ busy, LED 1 error.  Program with ``openFPGALoader -b ulx3s hwconv_board.bit`` (a
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from .top import Board
 from .pll import ecp5_pll
+from .top import Board
 
 __all__ = ["BOARD"]
 

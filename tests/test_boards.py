@@ -127,7 +127,7 @@ def _tool_output(cmd):
 def test_ice40_pll_matches_icepll(mhz):
     out = _tool_output(["yowasp-icepll", "-i", "12", "-o", str(mhz)])
     got = {k: int(v) for k, v in re.findall(r"^(DIVR|DIVF|DIVQ|FILTER_RANGE):\s+(\d+)", out,
-                                            re.M)}
+                                            re.MULTILINE)}
     s = ice40_pll(12, mhz)
     assert (s.divr, s.divf, s.divq, s.filter_range) == \
         (got["DIVR"], got["DIVF"], got["DIVQ"], got["FILTER_RANGE"])
@@ -243,3 +243,16 @@ def test_synthesis_overflow_names_each_resource():
     with pytest.raises(FitError, match=r"after synthesis: LUT4 10650 needed, 5280 "
                                        r"available$"):
         board_build._check_synth(res, device("ice40-up5k"), boards.board("icebreaker"))
+
+
+def test_timing_miss_names_the_clock_and_the_critical_path(tmp_path):
+    board = boards.board("icebreaker")
+    pnr = {"fmax": {"clk": {"achieved": 24.4, "constraint": 15.9439}},
+           "critical_paths": [{"from": "clk", "to": "clk", "path": [
+               {"from": {"cell": "a_DFF"}, "to": {"cell": "b"}, "delay": 1.0},
+               {"from": {"cell": "b"}, "to": {"cell": "c_DFF"}, "delay": 2.0}]}]}
+    assert board_build._timing(pnr, 15.9375, board, tmp_path)[:3] == ("clk", 24.4, 15.9439)
+    with pytest.raises(FitError, match=r"^timing fails on the iCEBreaker \(iCE40UP5K\): "
+                                       r"clock clk reaches 24.4 MHz, 32 MHz requested; "
+                                       r"critical path a_DFF -> c_DFF"):
+        board_build._timing(pnr, 32, board, tmp_path)
