@@ -349,7 +349,7 @@ def _timing(pnr, requested_mhz, board, log):
     wanted = max(constraint, requested_mhz)
     if achieved < wanted:
         raise FitError(f"timing fails on the {board.title}: clock {worst} reaches "
-                       f"{achieved:.1f} MHz, {wanted:g} MHz requested; critical path "
+                       f"{achieved:.1f} MHz, {requested_mhz:g} MHz requested; critical path "
                        f"{src} -> {dst}; ask for a lower --clock or a smaller folding")
     return worst, achieved, constraint, src, dst
 

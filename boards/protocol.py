@@ -47,7 +47,8 @@ from hwconv.errors import HwconvError
 
 __all__ = ["SYNC", "OK", "BAD_CHECKSUM", "BAD_LENGTH", "TIMEOUT", "STATUS_NAMES",
            "INFO_BYTES", "crc16", "encode_request", "encode_reply", "parse_reply",
-           "read_reply", "Reply", "BoardInfo", "ProtocolError", "BoardError", "fingerprint",
+           "read_reply", "Reply", "BoardInfo", "ProtocolError", "NoReply", "BoardError",
+           "fingerprint",
            "frame_bytes", "frame_codes", "BoardLink"]
 
 SYNC = b"\xa5\x5a"
@@ -60,6 +61,10 @@ _REPLY_HEADER = 5           # sync (2), status (1), length (2)
 
 class ProtocolError(HwconvError):
     """A reply that cannot be trusted: short, corrupted, or not what was asked for."""
+
+
+class NoReply(ProtocolError):
+    """Not one byte of a reply arrived before the timeout."""
 
 
 class BoardError(HwconvError):
@@ -144,8 +149,9 @@ def _read_exactly(port, n, deadline, have=0):
             break
         buf += chunk
     if len(buf) < n:
-        raise ProtocolError(f"short reply: got {have + len(buf)} of {have + n} bytes before "
-                            f"the timeout")
+        error = NoReply if have + len(buf) == 0 else ProtocolError
+        raise error(f"short reply: got {have + len(buf)} of {have + n} bytes before the "
+                    f"timeout")
     return bytes(buf)
 
 
@@ -240,6 +246,7 @@ class BoardLink:
         else:
             self._owned = False
         self.port = port
+        self.name = getattr(port, "name", None) or getattr(port, "port", None) or "the port"
         self.baud = baud
         self.timeout = timeout
 
@@ -265,7 +272,12 @@ class BoardLink:
 
     def identify(self):
         """The board's :class:`BoardInfo` (input/output sizes and model fingerprint)."""
-        r = self.transact(b"", INFO_BYTES)
+        try:
+            r = self.transact(b"", INFO_BYTES)
+        except NoReply:
+            raise NoReply(f"no reply from the board on {self.name} within "
+                          f"{self.timeout:g} s: is its bitstream loaded, is the baud rate "
+                          f"{self.baud}?") from None
         if r.status != OK:
             raise BoardError(f"board rejected the identify request: "
                              f"{STATUS_NAMES[r.status]}", r.status)

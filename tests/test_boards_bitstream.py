@@ -11,6 +11,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,11 @@ def small_cnn(channels=2, seed=0):
     net.add("fc", Dense(rng.normal(0, np.sqrt(1 / n), (10, n)), np.zeros(10)), x)
     cal = np.random.default_rng(seed + 1).uniform(0, 1, (64, 8, 8, 1))
     return compiler.load(net, calibration=cal, name="small_cnn")
+
+
+def _kept_logs(message):
+    """The folder a failed build names for its logs."""
+    return Path(message.split("(build logs: ")[1].split(")")[0])
 
 
 def _report(folder):
@@ -104,8 +110,9 @@ def test_a_design_over_the_luts_fails_after_synthesis(tmp_path, capsys):
     assert "does not fit the iCEBreaker (iCE40UP5K) after synthesis: LUT4" in err
     assert "5280 available" in err and "build logs: " in err
     assert not out.exists()
-    logs = Path(err.split("build logs: ")[1].split(")")[0])
+    logs = _kept_logs(err)
     assert (logs / "hwconv_board.rpt").exists()
+    shutil.rmtree(logs)
 
 
 @pytest.mark.slow
@@ -114,6 +121,10 @@ def test_a_clock_out_of_reach_names_the_critical_path(tmp_path):
     board = boards.board("icebreaker")
     c = board_build.choose_pipeline(board, small_cnn(), clock_mhz=72)
     with pytest.raises(FitError, match=r"timing fails on the iCEBreaker.*"
-                       r"reaches [\d.]+ MHz, 72 MHz requested; critical path \S+ -> \S+"):
+                       r"reaches [\d.]+ MHz, 72 MHz requested; critical path \S+ -> \S+"
+                       ) as e:
         board_build.build(board, c, tmp_path / "ice", clock_mhz=72)
     assert not (tmp_path / "ice").exists()
+    logs = _kept_logs(str(e.value))
+    assert (logs / "pnr_report.json").exists()
+    shutil.rmtree(logs)

@@ -66,6 +66,10 @@ class FakeBoard:
             rep = rep[:9]
         return rep
 
+    def _answer(self, body):
+        if self.mode != "silent":
+            os.write(self.master, self._reply(body[2:]))
+
     def _serve(self):
         buf = bytearray()
         while not self._stop.is_set():
@@ -83,7 +87,7 @@ class FakeBoard:
                 if protocol.crc16(body) != int.from_bytes(crc, "little"):
                     os.write(self.master, protocol.encode_reply(protocol.BAD_CHECKSUM))
                 else:
-                    os.write(self.master, self._reply(body[2:]))
+                    self._answer(body)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +121,8 @@ def test_board_run_writes_what_golden_writes(model, inputs, tmp_path):
     ("reject", "frame 0: board rejected it \\(bad checksum\\)"),
     ("corrupt", "corrupted reply: CRC"),
     ("short", "short reply: got 9 of 17 bytes"),
+    ("silent", "no reply from the board on /dev/pts/\\d+ within 0.3 s: is its bitstream "
+               "loaded, is the baud rate 115200\\?"),
 ])
 def test_board_run_reports_faults_and_writes_nothing(model, inputs, tmp_path, capsys, mode,
                                                      match):
