@@ -18,6 +18,7 @@ at all; a failed build keeps its logs in a temporary folder named in the error.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -55,15 +56,8 @@ _PNR_NAMES = {"ICESTORM_LC": "logic cells (LUT4+FF)", "ICESTORM_RAM": "block RAM
 
 def uart_fps(qnet, baud):
     """Frames per second the UART carries (request and reply, one frame at a time)."""
-    n_in, n_out = _count(qnet.input_shape), _count(qnet.output_shape)
+    n_in, n_out = math.prod(qnet.input_shape), math.prod(qnet.output_shape)
     return baud / (10 * (n_in + 6 + n_out + 7))
-
-
-def _count(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _budget(board):
@@ -268,8 +262,8 @@ def build(board, compiled, out_dir, *, clock_mhz=None, baud=DEFAULT_BAUD,
                      "baud_error_pct": round(100 * (top.clock_mhz * 1e6 / top.divisor / baud
                                                     - 1), 3),
                      "timeout_ms": timeout_ms,
-                     "request_bytes": _count(q.input_shape) + 6,
-                     "reply_bytes": _count(q.output_shape) + 7,
+                     "request_bytes": math.prod(q.input_shape) + 6,
+                     "reply_bytes": math.prod(q.output_shape) + 7,
                      "frames_per_s": round(uart_fps(q, baud), 2)},
             "pipeline": {"cycles_per_frame": compiled.plan.cycles_per_frame,
                          "frames_per_s": round(top.clock_mhz * 1e6 /

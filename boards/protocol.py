@@ -284,14 +284,24 @@ class BoardLink:
         return BoardInfo.from_payload(r.payload)
 
     def run_frame(self, payload, out_bytes, *, retries=0, frame=0):
-        """Output bytes of one input frame; a rejected frame is resent ``retries`` times
-        before :class:`BoardError` is raised."""
-        for attempt in range(retries + 1):
-            r = self.transact(payload, out_bytes)
+        """Output bytes of one input frame.
+
+        A frame the board rejected, or whose reply arrived corrupted or short, is resent
+        up to ``retries`` times (the board keeps no state between frames); then the last
+        :class:`BoardError` or :class:`ProtocolError` is raised, naming the frame.
+        """
+        tries = f" ({retries + 1} attempts)" if retries else ""
+        for _ in range(retries + 1):
+            try:
+                r = self.transact(payload, out_bytes)
+            except ProtocolError as e:
+                error = ProtocolError(f"frame {frame}: {e}{tries}")
+                continue
             if r.status == OK:
                 if len(r.payload) != out_bytes:
                     raise ProtocolError(f"frame {frame}: reply has {len(r.payload)} output "
                                         f"bytes, the model has {out_bytes}")
                 return r.payload
-        raise BoardError(f"frame {frame}: board rejected it ({STATUS_NAMES[r.status]})"
-                         f"{f' {retries + 1} times' if retries else ''}", r.status)
+            error = BoardError(f"frame {frame}: board rejected it "
+                               f"({STATUS_NAMES[r.status]}){tries}", r.status)
+        raise error

@@ -7,6 +7,8 @@ cycles (:func:`baud_divisor`).
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
@@ -198,8 +200,8 @@ class FrameLoader(wiring.Component):
 
     def __init__(self, in_shape, out_shape, in_dtype, out_dtype, *, in_lanes=1, out_lanes=1,
                  timeout, fingerprint=0):
-        self._in_bytes = _size(in_shape)
-        self._out_bytes = _size(out_shape)
+        self._in_bytes = math.prod(in_shape)
+        self._out_bytes = math.prod(out_shape)
         for what, n, lanes in (("input", self._in_bytes, in_lanes),
                                ("output", self._out_bytes, out_lanes)):
             if lanes < 1 or n % lanes:
@@ -433,9 +435,3 @@ class FrameLoader(wiring.Component):
         m.d.comb += sending.eq(~sender.ongoing("IDLE"))
         return m
 
-
-def _size(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n

@@ -60,7 +60,7 @@ class FakeBoard:
         x = protocol.frame_codes(payload, q.input_q.dtype, q.input_shape)
         y = golden.run(q, x[None])[0]
         rep = protocol.encode_reply(protocol.OK, protocol.frame_bytes(y, q.output_q.dtype))
-        if self.mode == "corrupt":
+        if self.mode == "corrupt" or (self.mode == "noisy" and self.frames == 1):
             rep = rep[:6] + bytes([rep[6] ^ 0x10]) + rep[7:]
         if self.mode == "short":
             rep = rep[:9]
@@ -119,7 +119,7 @@ def test_board_run_writes_what_golden_writes(model, inputs, tmp_path):
 @pytest.mark.parametrize("mode, match", [
     ("other_model", "fingerprint .* the bitstream is for another model"),
     ("reject", "frame 0: board rejected it \\(bad checksum\\)"),
-    ("corrupt", "corrupted reply: CRC"),
+    ("corrupt", "frame 0: corrupted reply: CRC"),
     ("short", "short reply: got 9 of 17 bytes"),
     ("silent", "no reply from the board on /dev/pts/\\d+ within 0.3 s: is its bitstream "
                "loaded, is the baud rate 115200\\?"),
@@ -137,10 +137,11 @@ def test_board_run_reports_faults_and_writes_nothing(model, inputs, tmp_path, ca
     assert not out.exists()
 
 
-def test_retries_resend_a_rejected_frame(model, inputs, tmp_path):
+@pytest.mark.parametrize("mode", ["flaky", "noisy"])
+def test_retries_resend_a_rejected_frame_or_a_corrupted_reply(model, inputs, tmp_path, mode):
     x, path = inputs
     out = tmp_path / "out.npy"
-    with FakeBoard(model.qnet, "flaky") as board:
+    with FakeBoard(model.qnet, mode) as board:
         assert main(["board", "run", "icebreaker", str(DIGITS), "--port", board.port,
                      "--input", path, "--output", str(out), "--retries", "1"]) == 0
         assert board.frames == 6
