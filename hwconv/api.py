@@ -212,7 +212,7 @@ def simulate_netlist(compiled, netlist, family, folder, *, inputs=None, n_frames
 
 def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit=None,
             dask=None, workers=None, clock_mhz=None, budget=None, calibration=None,
-            progress=True):
+            device_limits=True, progress=True):
     """Sweep the foldings of ``model`` on ``device``: the Pareto front of throughput vs
     DSP blocks, block RAM and LUTs (see :mod:`hwconv.explore`).
 
@@ -228,6 +228,9 @@ def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit
         Address of a Dask scheduler; the work runs there instead of local processes.
     budget : dict, optional
         ``dsp`` / ``bram`` / ``lut`` / ``ff`` limits below the device's.
+    device_limits : bool
+        ``False``: ignore the part's own limits (a network too big for it still gets a
+        front, scored with its family's rules).
 
     Returns
     -------
@@ -251,7 +254,7 @@ def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit
             workers=workers, budget=budget, rescore=synth_point if synth else None,
             rescore_limit=synth_limit, progress=progress,
             rescore_dir=Path(out_dir) / "synth" if (synth and out_dir) else None,
-            rescore_options={"fmax": fmax})
+            rescore_options={"fmax": fmax}, device_limits=device_limits)
     finally:
         if executor is not None:
             executor.shutdown(wait=True)

@@ -250,7 +250,8 @@ def cmd_explore(args):
     result = api.explore(args.model, args.device, args.output, synth=args.synth,
                          fmax=args.fmax, synth_limit=args.synth_limit, dask=args.dask,
                          workers=args.workers, clock_mhz=args.clock, budget=budget,
-                         calibration=_calibration(args, False))
+                         calibration=_calibration(args, False),
+                         device_limits=not args.no_device_limits)
     if args.json:
         print(json.dumps(json.loads((__import__("pathlib").Path(args.output)
                                      / "pareto.json").read_text()), indent=2))
@@ -282,6 +283,8 @@ def _add_explore_command(sub):
     for r in ("dsp", "bram", "lut", "ff"):
         e.add_argument(f"--max-{r}", type=float if r == "bram" else int, metavar="N",
                        help=f"{r.upper()} budget below the device's")
+    e.add_argument("--no-device-limits", action="store_true",
+                   help="ignore the part's own DSP/BRAM/LUT/FF limits (only --max-*)")
     e.add_argument("--calibration", metavar="CAL.npy",
                    help="calibration inputs for a float model")
     e.add_argument("--dataset", choices=datasets.NAMES,

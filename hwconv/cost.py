@@ -614,8 +614,9 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
 #   constant products.  iCE40 runs without ``-dsp`` (it produced wrong netlists, see
 #   DESIGN.md): every multiplier is LUT logic there.
 # * Memories: the cost comparison of Yosys's ``memory_libmap`` (block RAM cost per cell,
-#   LUT RAM cost, soft logic at 1 per RAM bit and 1/16 per ROM bit) over the family's
-#   block and distributed RAM geometries, so a memory lands where Yosys puts it.
+#   LUT RAM cost, soft logic at 1 per RAM bit and 1/16 per ROM bit, 1/64 on Xilinx)
+#   over the family's block and distributed RAM geometries, so a memory lands where
+#   Yosys puts it.
 # * LUTs and FFs: linear in the inventory's logic counts, with per-family coefficients
 #   fitted to Yosys runs of every stage kind (``python -m rtl_gen.calibrate --fit``).
 #
@@ -688,7 +689,10 @@ class Inventory:
     multiplies, memories : tuple
         :class:`Multiply` and :class:`Storage` entries.
     ff : int
-        Register bits outside memories.
+        Register bits outside memories (``mul_ff`` excluded).
+    mul_ff : int
+        Register bits holding products, which DSP blocks with output registers absorb
+        (DSP48E1 does; ECP5's inferred MULT18X18D does not).
     adder : int
         Adder, subtractor and comparator bits (carry chains).
     mux : int
@@ -700,10 +704,12 @@ class Inventory:
     ff: int = 0
     adder: int = 0
     mux: int = 0
+    mul_ff: int = 0
 
     def __add__(self, other):
         return Inventory(self.multiplies + other.multiplies, self.memories + other.memories,
-                         self.ff + other.ff, self.adder + other.adder, self.mux + other.mux)
+                         self.ff + other.ff, self.adder + other.adder, self.mux + other.mux,
+                         self.mul_ff + other.mul_ff)
 
 
 @dataclass(frozen=True)
@@ -765,26 +771,34 @@ class _Family:
     name: str
     dsp: _DspRule | None
     rams: tuple
+    #: ``memory_libmap -logic-cost-rom``: soft-logic cost of a ROM bit
+    rom_logic_cost: float
     #: LUT coefficients: (per adder bit, per mux bit, per soft multiplier partial
     #: product, per logic ROM bit, per logic RAM bit, per LUT RAM cell, constant)
     lut_coef: tuple
-    #: FF coefficients: (per register bit, per soft multiplier partial product)
+    #: FF coefficients: (per register bit, per product register bit, per soft
+    #: multiplier partial product)
     ff_coef: tuple
 
 
+#: LUT/FF coefficients: ``python -m rtl_gen.calibrate --fit`` over 45 stages and FIFOs
+#: per family (Yosys 0.70); a coefficient the data cannot pin (soft multipliers on
+#: ECP5/Xilinx, logic RAM/ROM bits) keeps a physical prior (LUT4 = 16 ROM bits, ...).
 FAMILIES = {
     "ecp5": _Family(
         "ecp5", _DspRule(a_max=18, b_max=18, a_partial=18),
         (_Ram(14, (1, 2, 4, 9, 18), 128, byte=9),                       # DP16KD
          _Ram(14, (1, 2, 4, 9, 18, 36), 128, byte=9, write_width=36),   # PDPW16KD
          _Ram(4, (4,), 4, distributed=True, rom=False)),                # TRELLIS_DPR16X4
-        lut_coef=(0.55, 0.75, 1.0, 0.1, 1.0, 1.5, 8.0), ff_coef=(1.0, 0.0)),
+        rom_logic_cost=1 / 16,
+        lut_coef=(0.137, 0.513, 1.5, 0.07, 0.6, 2.611, 23.4), ff_coef=(1.091, 0.511, 0.0)),
     "ice40": _Family(
         "ice40", None,
         (_Ram(11, (2, 4, 8), 64),                                       # SB_RAM40_4K
-         _Ram(11, (16,), 64, byte=1, rom=False),                        # ... with byte mask
+         _Ram(8, (16,), 64, byte=1, rom=False),                         # ... with byte mask
          _Ram(11, (2, 4, 8, 16), 64, ram=False)),                       # ... as a ROM
-        lut_coef=(1.0, 0.75, 1.4, 0.1, 1.0, 0.0, 8.0), ff_coef=(1.0, 0.0)),
+        rom_logic_cost=1 / 16,
+        lut_coef=(0.0, 1.667, 2.478, 0.128, 0.612, 0.0, 34.0), ff_coef=(1.169, 0.068, 0.057)),
     "xilinx": _Family(
         "xilinx", _DspRule(a_max=25, b_max=18, a_partial=18, min_y=9, signed_only=True),
         (_Ram(14, (1, 2, 4, 9, 18), 129, units=0.5, byte=9),            # RAMB18 TDP
@@ -794,7 +808,8 @@ FAMILIES = {
          _Ram(5, (6,), 8, widthscale=7, distributed=True, rom=False),   # RAM32M SDP
          _Ram(6, (3,), 8, widthscale=7, distributed=True, rom=False),   # RAM64M SDP
          _Ram(7, (1,), 8, widthscale=8, distributed=True, rom=False)),  # RAM128X1D
-        lut_coef=(0.35, 0.5, 0.8, 0.1, 1.0, 1.0, 8.0), ff_coef=(1.0, 0.0)),
+        rom_logic_cost=1 / 64,
+        lut_coef=(0.034, 0.548, 1.0, 0.051, 0.6, 0.033, 18.5), ff_coef=(0.396, 0.292, 0.0)),
 }
 
 
@@ -844,8 +859,10 @@ def dsp_blocks(mul, family):
     if fam.dsp is None or (mul.const is not None and _const_is_shift(mul.const)):
         return 0
     b = mul.b_bits
-    if mul.const is not None:       # wreduce trims a constant to its minimal width
-        b = _min_signed_bits(mul.const) if mul.b_signed else int(mul.const).bit_length()
+    if mul.const is not None:       # trailing zeros become a shift; then minimal width
+        c = int(mul.const)
+        c >>= (c & -c).bit_length() - 1
+        b = _min_signed_bits(c) if mul.b_signed else c.bit_length()
     return mul.count * _mul2dsp(fam.dsp, mul.a_bits, b, mul.a_signed, mul.b_signed, True)
 
 
@@ -903,7 +920,7 @@ def memory_map(mem, family):
     fam = _family(family)
     if mem.depth <= 1 and not mem.block:       # a single word is a register
         return MemoryMap(logic_bits=mem.width * mem.count, rom=mem.rom)
-    logic = int(mem.width * mem.depth * (1 / 16 if mem.rom else 1))
+    logic = int(mem.width * mem.depth * (fam.rom_logic_cost if mem.rom else 1))
     best, choice = (None, None) if mem.block else (logic, None)
     for ram in fam.rams:
         if mem.block and ram.distributed:
@@ -940,7 +957,7 @@ def logic_features(inv, family):
             ram_bits += got.logic_bits
     return {"adder": inv.adder, "mux": inv.mux, "soft_mul": soft, "rom_bits": rom_bits,
             "ram_bits": ram_bits, "lutram": lutram, "one": 1, "ff": inv.ff + ram_bits,
-            "dsp": dsp, "bram": bram}
+            "mul_ff": inv.mul_ff, "dsp": dsp, "bram": bram}
 
 
 def estimate(inv, family):
@@ -948,8 +965,8 @@ def estimate(inv, family):
     fam = _family(family)
     f = logic_features(inv, family)
     lut = sum(c * f[k] for c, k in zip(fam.lut_coef, LUT_FEATURES))
-    f_reg, f_mul = fam.ff_coef
-    ff = f_reg * f["ff"] + f_mul * f["soft_mul"]
+    f_reg, f_prod, f_soft = fam.ff_coef
+    ff = f_reg * f["ff"] + f_prod * f["mul_ff"] + f_soft * f["soft_mul"]
     return Estimate(dsp=f["dsp"], bram=f["bram"], lut=int(round(lut)), ff=int(round(ff)),
                     lutram=f["lutram"])
 
@@ -1027,15 +1044,16 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
     ctrl = 4 + _clog2(max(out_groups, 2))
     stages = 1 + mul_stages + (tree_regs > 0)
-    ff = (n_in * 8 + live * pbits * mul_stages + pe * tree_regs + pe * acc_bits
-          + ctrl * stages + 3 * _clog2(max(steps, 2)))
+    ff = (n_in * 8 + pe * tree_regs + pe * acc_bits + ctrl * stages
+          + 3 * _clog2(max(steps, 2)))
     mux = 0
     if banked:
         ff += out_groups * pe * acc_bits
         mux += pe * acc_bits
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
-    return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux)
+    return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
+                     mul_ff=live * pbits * mul_stages)
 
 
 def requantizer_inventory(requant, channels, lanes, acc_bits):
@@ -1069,8 +1087,9 @@ def _requantizer_inventory(requant, channels, lanes, acc_bits):
     mux = varying * prod_bits * shift_bits                      # barrel shifters
     if groups > 1:
         mux += lanes * (requant.mult_bits + 2 * shift_bits)     # per-group tables
-    ff = lanes * (2 * prod_bits + 8) + 6 + _clog2(max(groups, 2))
-    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 3 * 10), mux=mux)
+    ff = lanes * (prod_bits + 8) + 6 + _clog2(max(groups, 2))
+    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 3 * 10), mux=mux,
+                     mul_ff=lanes * prod_bits)
 
 
 def line_buffer_inventory(geo):
@@ -1123,15 +1142,16 @@ def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stag
 def _activation_inventory(act, lanes):
     if act is None:
         return Inventory()
-    if act.is_clamp:
-        return Inventory(ff=lanes * 8 + 2, adder=lanes * 24, mux=lanes * 16)
+    if act.is_clamp:    # a clamp to constants becomes the registers' sync set/reset
+        return Inventory(ff=lanes * 8 + 2, adder=lanes * 18)
     pm = int(act.pos.multiplier.ravel()[0])
     nm = int(act.neg.multiplier.ravel()[0])
     prod = 10 + max(pm, nm, 1).bit_length() + 1
     muls = (Multiply(10, pm.bit_length() + 1, const=pm, count=lanes),
             Multiply(10, nm.bit_length() + 1, const=nm, count=lanes))
-    return Inventory(muls, (), ff=lanes * (3 * prod + 9) + 6,
-                     adder=lanes * (10 + 2 * prod + 24), mux=lanes * (prod + 16))
+    return Inventory(muls, (), ff=lanes * (prod + 9) + 6,
+                     adder=lanes * (10 + 2 * prod + 24), mux=lanes * (prod + 16),
+                     mul_ff=2 * lanes * prod)
 
 
 def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1,
@@ -1205,11 +1225,12 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stage
         mems.append(Storage(simd * 8, ni))
     adders, tree_regs = _tree_bits(simd, pbits, levels_per_stage)
     ctrl = 5 + _clog2(max(no, 2))
-    ff = (simd * 8 + pe * simd * pbits * mul_stages + pe * tree_regs + pe * acc
-          + ctrl * (2 + mul_stages) + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
+    ff = (simd * 8 + pe * tree_regs + pe * acc + ctrl * (2 + mul_stages)
+          + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
     inv = Inventory((Multiply(a_bits, op.weight_bits, a_signed, True, count=pe * simd),),
                     tuple(mems), ff=ff, adder=pe * (adders + acc),
-                    mux=simd * 8 * (no > 1) + pe * acc * (no > 1))
+                    mux=simd * 8 * (no > 1) + pe * acc * (no > 1),
+                    mul_ff=pe * simd * pbits * mul_stages)
     return inv + requantizer_inventory(op.requant, o, pe, acc)
 
 
@@ -1234,8 +1255,8 @@ def add_inventory(op, in_shape, lanes=1, skip_depth=SKIP_FIFO_READ_LATENCY + 1):
     pa = (256 * int(op.mult_a)).bit_length() + 1
     pb = (256 * int(op.mult_b)).bit_length() + 1
     total = max(pa, pb) + 2
-    inv = Inventory(tuple(muls), (), ff=lanes * (pa + pb + total + 8) + 6,
-                    adder=lanes * (total + 24 + 10), mux=lanes * 16)
+    inv = Inventory(tuple(muls), (), ff=lanes * (total + 8) + 6,
+                    adder=lanes * (total + 24 + 10), mux=lanes * 16, mul_ff=lanes * (pa + pb))
     if skip_depth:
         inv += fifo_inventory(lanes * 8, skip_depth)
     return inv

@@ -25,6 +25,7 @@ This module builds no hardware and imports nothing from :mod:`rtl_gen`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from concurrent.futures import as_completed
@@ -73,6 +74,9 @@ def stage_inventory(spec, folding):
 
 _METRICS = ("cycles", "multipliers", "requant", "latency", "dsp", "bram", "lut", "ff",
             "lutram")
+#: Per-point columns of a sweep: the metrics plus ``lut_eq`` (LUTs with LUT-RAM cells
+#: at their LUT cost: the LUT objective and budget).
+_COLUMNS = _METRICS + ("lut_eq",)
 
 
 @dataclass
@@ -84,7 +88,7 @@ class StageTable:
     name, kind : str
     foldings : list of dict
     cycles, multipliers, requant, latency, dsp, bram, lut, ff, lutram : ndarray
-        Per folding (``lut`` counts LUT-RAM cells at their LUT cost).
+        Per folding (``lut`` as Yosys counts them, LUT-RAM cells apart).
     in_lanes, out_lanes : ndarray of int
     best : dict
         Preference -> ``best[p][j]``: the index of the cheapest folding among the ``j + 1``
@@ -147,7 +151,7 @@ def score_stage(spec, family):
         probe = dataclasses.replace(spec, folding=kw)
         rows.append((c.cycles_per_frame, c.multipliers, c.requant_multipliers, c.latency,
                      e.dsp, e.bram, e.lut + LUTRAM_LUTS[family] * e.lutram, e.ff, e.lutram,
-                     probe.in_lanes, probe.out_lanes, sum(kw.values())))
+                     probe.in_lanes, probe.out_lanes, sum(kw.values()), e.lut))
         folds.append(kw)
     if not rows:
         raise FitError(f"stage {spec.name!r} ({spec.kind}): no valid folding")
@@ -166,7 +170,7 @@ def score_stage(spec, family):
         spec.name, spec.kind, [folds[i] for i in idx],
         cycles=d[:, 0].astype(np.int64), multipliers=d[:, 1].astype(np.int64),
         requant=d[:, 2].astype(np.int64), latency=d[:, 3].astype(np.int64),
-        dsp=d[:, 4].astype(np.int64), bram=d[:, 5], lut=d[:, 6].astype(np.int64),
+        dsp=d[:, 4].astype(np.int64), bram=d[:, 5], lut=d[:, 12].astype(np.int64),
         ff=d[:, 7].astype(np.int64), lutram=d[:, 8].astype(np.int64),
         in_lanes=d[:, 9].astype(np.int64), out_lanes=d[:, 10].astype(np.int64))
     keys = {"multipliers": (d[:, 1], d[:, 2], d[:, 11], d[:, 0]),
@@ -249,8 +253,7 @@ def _edge_figures(family, producer_lanes, consumer_lanes, channels, fifo_words):
             if have != want and channels % have == 0 and channels % want == 0:
                 inv = inv + cost.lane_converter_inventory(have, want)
             e = cost.estimate(inv, family)
-            out["lut"][i, j] = e.lut - cost.FAMILIES[family].lut_coef[-1] + \
-                LUTRAM_LUTS[family] * e.lutram
+            out["lut"][i, j] = e.lut - cost.FAMILIES[family].lut_coef[-1]
             out["ff"][i, j] = e.ff
             out["bram"][i, j] = e.bram
             out["lutram"][i, j] = e.lutram
@@ -341,6 +344,7 @@ def score(space, choice):
             tot[m] += getattr(e, m)[i, j]
     for m in ("multipliers", "requant", "dsp", "lut", "ff", "lutram", "latency"):
         tot[m] = np.rint(tot[m]).astype(np.int64)
+    tot["lut_eq"] = tot["lut"] + LUTRAM_LUTS[space.family] * tot["lutram"]
     return tot
 
 
@@ -371,8 +375,9 @@ class Budget:
     ff: int
 
     def fits(self, pts):
+        """Mask of the points within budget (LUT-RAM cells count at their LUT cost)."""
         return ((pts["dsp"] <= self.dsp) & (pts["bram"] <= self.bram)
-                & (pts["lut"] <= self.lut) & (pts["ff"] <= self.ff))
+                & (pts["lut_eq"] <= self.lut) & (pts["ff"] <= self.ff))
 
 
 @dataclass
@@ -468,16 +473,19 @@ class Exploration:
 
 # -- building pipelines of points -------------------------------------------------------
 
-def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top"):
+def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
+                  in_lanes=None, out_lanes=1):
     """A :class:`~hwconv.compiler.Compiled` for ``qnet`` (already transformed, as in a
-    :class:`Space`) with every stage at ``foldings[stage name]``."""
+    :class:`Space`) with every stage at ``foldings[stage name]``; the input port carries
+    ``in_lanes`` values per beat (default: a whole pixel, as :func:`hwconv.compile`)."""
     stages = mapper.group_stages(qnet)
     for s in stages:
         s.folding = dict(foldings[s.name])
         s.cost = mapper.stage_cost(s, s.folding)
     mapper.size_fifos(stages, qnet.input_name)
     plan = mapper.Plan(stages, clock_mhz)
-    return Compiled(model, qnet, plan, in_lanes=qnet.input_shape[-1], out_lanes=1, top=top)
+    in_lanes = qnet.input_shape[-1] if in_lanes is None else in_lanes
+    return Compiled(model, qnet, plan, in_lanes=in_lanes, out_lanes=out_lanes, top=top)
 
 
 # -- executors --------------------------------------------------------------------------
@@ -539,19 +547,26 @@ def gather(executor, calls, desc, progress=True):
 # -- the exploration --------------------------------------------------------------------
 
 def _variants(model, calibration, fuse):
-    """(label, Model) pairs: fusion policies for a float network, else the one model."""
+    """(label, Model) pairs: fusion policies for a float network, else the one model.
+
+    Policies that leave the same network (no fusable pair, or "pays" fusing what
+    "always" fuses) are quantized and explored once, under the first label.
+    """
     if isinstance(model, Model):
         return [("as loaded", model)]
     if isinstance(model, Network):
         if calibration is None:
             raise HwconvError("a float network needs calibration inputs to be quantized")
+        folded, _ = transforms.fold_batchnorm(model)
         out, seen = [], set()
         for policy in fuse:
-            m = load(model, calibration=calibration, fuse=policy)
-            sig = tuple((n.name, n.op.kind) for n in m.qnet.nodes)
+            net = folded if policy == "never" else \
+                transforms.fuse_linear_convs(folded, when=policy)[0]
+            sig = tuple((n.name, n.op.kind, n.inputs) for n in net.nodes)
             if sig not in seen:
                 seen.add(sig)
-                out.append((f"fuse={policy}", m))
+                out.append((f"fuse={policy}", load(model, calibration=calibration,
+                                                   fuse=policy)))
         return out
     return [("as loaded", load(model, calibration=calibration))]
 
@@ -585,7 +600,8 @@ def _chunks(values, n):
 
 def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
             workers=None, budget=None, fuse=("never", "pays", "always"), rescore=None,
-            rescore_limit=None, rescore_dir=None, rescore_options=None, progress=True):
+            rescore_limit=None, rescore_dir=None, rescore_options=None, device_limits=True,
+            progress=True):
     """Sweep the foldings of ``model`` on ``device``; return the :class:`Exploration`.
 
     Parameters
@@ -602,6 +618,9 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         (shut down afterwards; a caller's executor is left running).
     budget : dict, optional
         ``dsp`` / ``bram`` / ``lut`` / ``ff`` limits narrower than the device's.
+    device_limits : bool
+        ``False`` drops the device's own limits (only ``budget`` applies): the front of a
+        network too big for the part, scored with the part's family.
     rescore : callable, optional
         ``rescore(job) -> dict`` re-scores a front point on the executor (see
         :func:`rtl_gen.dse.synth_point`); ``job`` is a dict with the model, the
@@ -623,7 +642,8 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
     clock = float(clock_mhz if clock_mhz is not None else dev.clock_mhz)
     if clock <= 0:
         raise HwconvError(f"clock must be positive, not {clock}")
-    limits = Budget(dev.dsp, dev.bram_blocks, dev.luts, dev.ffs)
+    limits = Budget(dev.dsp, dev.bram_blocks, dev.luts, dev.ffs) if device_limits else \
+        Budget(math.inf, math.inf, math.inf, math.inf)
     for k, v in (budget or {}).items():
         if v is not None:
             if not hasattr(limits, k):
@@ -672,17 +692,17 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
 
 
 def _collect(results, owners, spaces):
-    cols = {m: [] for m in _METRICS}
+    cols = {m: [] for m in _COLUMNS}
     cols.update(variant=[], pref=[], choice=[])
     for r, k in zip(results, owners):
         if isinstance(r, Exception):
             raise r
-        for m in _METRICS:
+        for m in _COLUMNS:
             cols[m].append(r[m])
         cols["variant"].append(np.full(len(r["cycles"]), k))
         cols["pref"].append(r["pref"])
         cols["choice"].extend(list(r["choice"]))
-    out = {m: np.concatenate(cols[m]) for m in _METRICS + ("variant", "pref")}
+    out = {m: np.concatenate(cols[m]) for m in _COLUMNS + ("variant", "pref")}
     out["choice"] = cols["choice"]
     # the same point can come from two chunks (targets between two stage changes)
     keys = [(int(v), tuple(c.tolist())) for v, c in zip(out["variant"], out["choice"])]
@@ -698,16 +718,19 @@ def _collect(results, owners, spaces):
 def _front(points, limits, dev):
     fits = points["fits"]
     if not fits.any():
-        i = int(np.lexsort((points["lut"], points["bram"], points["dsp"]))[0])
+        i = int(np.lexsort((points["lut_eq"], points["bram"], points["dsp"]))[0])
         raise FitError(
             f"no design point fits {dev.name} (budget {limits.dsp} DSP, {limits.bram:g} "
             f"BRAM, {limits.lut} LUT, {limits.ff} FF): the smallest needs "
-            f"{points['dsp'][i]} DSP, {points['bram'][i]:g} BRAM, {points['lut'][i]} LUT, "
-            f"{points['ff'][i]} FF ({len(fits)} points evaluated)")
+            f"{points['dsp'][i]} DSP, {points['bram'][i]:g} BRAM, {points['lut_eq'][i]} "
+            f"LUT, "
+            f"{points['ff'][i]} FF ({len(fits)} points evaluated; --no-device-limits "
+            f"explores without the part's limits)")
     idx = np.flatnonzero(fits)
-    obj = np.stack([points[m][idx] for m in ("cycles", "dsp", "bram", "lut")], axis=1)
+    obj = np.stack([points[m][idx] for m in ("cycles", "dsp", "bram", "lut_eq")], axis=1)
     front = idx[pareto_mask(obj)]
-    order = np.lexsort((points["lut"][front], points["dsp"][front], points["cycles"][front]))
+    order = np.lexsort((points["lut_eq"][front], points["dsp"][front],
+                        points["cycles"][front]))
     return front[order]
 
 

@@ -63,41 +63,41 @@ class Case:
 
 
 def _specs():
-    """Stage specs of the digits CNN and of the every-stage-kind network."""
+    """(network, stage spec) of the every-stage-kind network and the digits CNN."""
     rng = np.random.default_rng(0)
     net = zoo.every_stage_net()
     model = compiler.load(net, calibration=rng.normal(size=(4,) + net.input_shape))
     qnet, _ = transforms.pool_before_activate(model.qnet)
-    specs = mapper.group_stages(qnet)
-    specs += mapper.group_stages(compiler.compile(DIGITS).qnet)
-    return specs
+    return [("every_stage", s) for s in mapper.group_stages(qnet)] + \
+        [("digits", s) for s in mapper.group_stages(compiler.compile(DIGITS).qnet)]
 
 
-def stage_cases(max_multipliers=256, per_stage=3, quick=False):
+def stage_cases(max_multipliers=256, per_stage=3, quick=False, kinds=None):
     """Calibration cases: every stage at up to ``per_stage`` foldings of the mapper's
     front (cheapest, middle, fastest within ``max_multipliers``), plus FIFOs.
 
-    ``quick`` keeps two foldings of one stage of each kind, small enough for a test.
+    ``quick`` keeps one stage of each kind (the first found) and two FIFOs; ``kinds``
+    keeps only those kinds (``"fifo"`` included).
     """
-    cases, seen_kind = [], {}
-    for spec in _specs():
+    cases, seen_kind = [], set()
+    for net, spec in _specs():
+        if (kinds is not None and spec.kind not in kinds) or \
+                (quick and spec.kind in seen_kind):
+            continue
+        seen_kind.add(spec.kind)
         front = [f for f, c in mapper.foldings(spec) if c.multipliers <= max_multipliers]
-        if quick:
-            if seen_kind.get(spec.kind, 0) >= 1:
-                continue
-            picks = sorted({0, min(2, len(front) - 1)})
-        else:
-            picks = sorted({0, len(front) // 2, len(front) - 1})[:per_stage]
-        seen_kind[spec.kind] = seen_kind.get(spec.kind, 0) + 1
-        for k in picks:
+        picks = sorted({0, len(front) - 1, len(front) // 2})
+        picks = [picks[0], picks[-1], *picks[1:-1]][:per_stage]
+        for k in sorted(set(picks)):
             f = front[k]
-            label = f"{spec.name} " + " ".join(f"{a}={b}" for a, b in f.items())
+            label = f"{net}/{spec.name} " + " ".join(f"{a}={b}" for a, b in f.items())
             cases.append(Case(label, spec.kind, spec, f))
-    fifos = [(9, 16), (33, 128)] if quick else [(9, 16), (17, 64), (33, 128), (65, 32),
-                                                (9, 1024), (129, 64)]
-    for width, depth in fifos:
-        cases.append(Case(f"fifo {(width - 1) // 8} lanes x {depth}", "fifo",
-                          fifo=(width, depth)))
+    if kinds is None or "fifo" in kinds:
+        fifos = [(9, 16), (33, 128)] if quick else [(9, 16), (17, 64), (33, 128),
+                                                    (65, 32), (9, 1024), (129, 64)]
+        for width, depth in fifos:
+            cases.append(Case(f"fifo {(width - 1) // 8} lanes x {depth}", "fifo",
+                              fifo=(width, depth)))
     return cases
 
 
@@ -163,22 +163,21 @@ def calibrate(device, workdir, *, cases=None, executor=None, progress=True):
 def fit(rows, family):
     """LUT and FF coefficients for ``family`` from calibration ``rows``.
 
-    LUTs: non-negative least squares on :data:`hwconv.cost.LUT_FEATURES`, each row
-    weighted by ``1 / max(LUTs, 50)`` so small and large stages count alike.  FFs: one
-    factor on register bits.  Returns ``(lut_coef, ff_coef)`` tuples.
+    Non-negative least squares, each row weighted by ``1 / max(value, 50)`` so small
+    and large stages count alike: LUTs on :data:`hwconv.cost.LUT_FEATURES`, FFs on
+    register bits, product register bits and soft-multiplier partial products.
+    Returns ``(lut_coef, ff_coef)`` tuples.
     """
-    ok = [r for r in rows if "yosys" in r]
+    ok = [r for r in rows if "yosys" in r and r["kind"] not in ("memory", "multiply")]
     if not ok:
         raise HwconvError("no successful calibration rows to fit")
-    x = np.array([[r["features"][k] for k in cost.LUT_FEATURES] for r in ok], float)
-    y = np.array([r["yosys"]["lut"] + 0.0 for r in ok])
-    w = 1.0 / np.maximum(y, 50.0)
-    coef = _nnls(x * w[:, None], y * w)
-    reg = np.array([r["features"]["ff"] for r in ok], float)
-    ffy = np.array([r["yosys"]["ff"] for r in ok], float)
-    wf = 1.0 / np.maximum(ffy, 50.0)
-    ff = float(np.sum(reg * ffy * wf ** 2) / max(np.sum((reg * wf) ** 2), 1e-12))
-    return tuple(round(float(c), 3) for c in coef), (round(ff, 3), 0.0)
+
+    def solve(keys, target):
+        x = np.array([[r["features"][k] for k in keys] for r in ok], float)
+        y = np.array([r["yosys"][target] for r in ok], float)
+        w = 1.0 / np.maximum(y, 50.0)
+        return tuple(round(float(c), 3) for c in _nnls(x * w[:, None], y * w))
+    return solve(cost.LUT_FEATURES, "lut"), solve(("ff", "mul_ff", "soft_mul"), "ff")
 
 
 def _nnls(a, b, iters=200):
@@ -199,7 +198,8 @@ def _nnls(a, b, iters=200):
 def format_table(rows):
     """The calibration rows as a text table."""
     out = [f"{'case':<38} {'kind':<13} {'DSP a/y':>11} {'err%':>6} {'BRAM a/y':>11} "
-           f"{'err%':>6} {'LUT a/y':>13} {'err%':>6} {'FF a/y':>13} {'err%':>6}"]
+           f"{'err%':>6} {'LUT a/y':>13} {'err%':>6} {'FF a/y':>13} {'err%':>6} "
+           f"{'LUTRAM a/y':>10}"]
     for r in rows:
         if "yosys" not in r:
             out.append(f"{r['label']:<38} {r['kind']:<13} FAILED: {r['error'][:120]}")
@@ -207,7 +207,10 @@ def format_table(rows):
         a, y, e = r["analytic"], r["yosys"], r["error_pct"]
         cells = []
         for k, wid in (("dsp", 11), ("bram", 11), ("lut", 13), ("ff", 13)):
-            cells.append(f"{f'{a[k]:g}/{y[k]:g}':>{wid}} {e[k]:>+6.1f}")
+            err = f"{e[k]:>+6.1f}" if k in e else f"{'-':>6}"
+            cells.append(f"{f'{a[k]:g}/{y[k]:g}':>{wid}} {err}")
+        lram = f"{a['lutram']}/{y['lutram']}"
+        cells.append(f"{lram:>10}")
         out.append(f"{r['label'][:38]:<38} {r['kind']:<13} " + " ".join(cells))
     return "\n".join(out)
 
@@ -286,3 +289,107 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- primitives: memories and multipliers alone ------------------------------------------
+
+#: (width, depth, rom, block) memories around the block / LUT RAM / logic thresholds.
+MEMORIES = [(8, 16, False, False), (8, 64, False, False), (33, 127, False, False),
+            (16, 512, False, False), (8, 2048, False, False), (72, 256, False, False),
+            (24, 300, False, True), (8, 32, True, False), (40, 256, True, False),
+            (16, 1024, True, False), (144, 9, True, False), (64, 64, True, False)]
+
+#: (a_bits, a_signed, b_bits, b_signed, constant or None) products.
+MULTIPLIES = [(8, True, 8, True, None), (9, True, 8, True, None), (8, True, 4, True, None),
+              (17, True, 25, True, None), (20, True, 17, True, None),
+              (24, True, 25, True, None), (30, True, 25, True, None),
+              (8, False, 8, False, None), (8, True, 2, True, None),
+              (8, True, 8, True, 3), (8, True, 8, True, -4), (8, True, 8, True, 127),
+              (20, True, 25, True, 12582912), (20, True, 25, True, 12582913)]
+
+
+def _memory_module(name, width, depth, rom, block):
+    abits = max(1, (depth - 1).bit_length())
+    attr = '(* ram_style = "block" *) ' if block else ""
+    rng = np.random.default_rng(width * 7919 + depth)      # every bit column varies
+    words = [int.from_bytes(rng.bytes((width + 7) // 8), "little") % (1 << width)
+             for _ in range(depth)] if rom else []
+    init = "".join(f"    mem[{k}] = {width}'h{v:x};\n" for k, v in enumerate(words))
+    write = "" if rom else "    if (we) mem[wa] <= wd;\n"
+    return (f"module {name}(input clk, input we, input [{abits - 1}:0] ra, wa, "
+            f"input [{width - 1}:0] wd, output reg [{width - 1}:0] rd);\n"
+            f"  {attr}reg [{width - 1}:0] mem [0:{depth - 1}];\n"
+            + (f"  initial begin\n{init}  end\n" if rom else "")
+            + f"  always @(posedge clk) begin\n{write}    rd <= mem[ra];\n  end\n"
+            f"endmodule\n")
+
+
+def _multiply_module(name, a, a_signed, b, b_signed, const):
+    sa = "signed " if a_signed else ""
+    sb = "signed " if b_signed else ""
+    if const is None:
+        operand, port = "b", f", input {sb}[{b - 1}:0] b"
+    else:
+        operand = f"{'-' if const < 0 else ''}{b}'{'s' if b_signed else ''}d{abs(const)}"
+        port = ""
+    return (f"module {name}(input clk, input {sa}[{a - 1}:0] a{port}, "
+            f"output reg {'signed ' if (a_signed or b_signed) else ''}[{a + b - 1}:0] y);\n"
+            f"  reg {sa}[{a - 1}:0] ar;\n"
+            f"  always @(posedge clk) begin ar <= a; y <= ar * {operand}; end\n"
+            f"endmodule\n")
+
+
+def primitive_rows(device, workdir, memories=MEMORIES, multiplies=MULTIPLIES):
+    """``memories`` and ``multiplies`` (default :data:`MEMORIES`, :data:`MULTIPLIES`)
+    synthesized in one Yosys run (one module each); rows as :func:`calibrate` makes
+    them."""
+    dev = lookup_device(device)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    mods, tops, expect = [], [], []
+    for k, (w, d, rom, block) in enumerate(memories):
+        name = f"mem{k}"
+        mods.append(_memory_module(name, w, d, rom, block))
+        inv = cost.Inventory(memories=(cost.Storage(w, d, rom=rom, block=block),))
+        label = f"{'rom' if rom else 'ram'} {w}x{d}{' block' if block else ''}"
+        expect.append((name, label, "memory", inv))
+    for k, (a, sa, b, sb, c) in enumerate(multiplies):
+        name = f"mul{k}"
+        mods.append(_multiply_module(name, a, sa, b, sb, c))
+        inv = cost.Inventory(multiplies=(cost.Multiply(a, b, sa, sb, const=c),))
+        label = f"{a}{'s' if sa else 'u'} x " + (f"{b}{'s' if sb else 'u'}" if c is None
+                                                 else f"const {c}")
+        expect.append((name, label, "multiply", inv))
+    # a top driving every module from its ports and exporting every output keeps
+    # them all through synthesis (hierarchy is kept, so no constant crosses modules)
+    ports, body = ["input clk", "input [255:0] din"], []
+    for k, (name, label, kind, inv) in enumerate(expect):
+        if kind == "memory":
+            w, d = inv.memories[0].width, inv.memories[0].depth
+            ab = max(1, (d - 1).bit_length())
+            ports.append(f"output [{w - 1}:0] q{k}")
+            body.append(f"  {name} u{k}(.clk(clk), .we(din[0]), .ra(din[{ab}:1]), "
+                        f".wa(din[{2 * ab}:{ab + 1}]), .wd(din[{w + 39}:40]), .rd(q{k}));")
+        else:
+            m = inv.multiplies[0]
+            ports.append(f"output [{m.a_bits + m.b_bits - 1}:0] q{k}")
+            b = "" if m.const is not None else f", .b(din[{m.b_bits + 99}:100])"
+            body.append(f"  {name} u{k}(.clk(clk), .a(din[{m.a_bits - 1}:0]){b}, .y(q{k}));")
+    top = "module prims(" + ", ".join(ports) + ");\n" + "\n".join(body) + "\nendmodule\n"
+    src = work / "prims.v"
+    src.write_text("".join(mods) + top)
+    rep = synthesize([src], "prims", dev.name, work)
+    rows = []
+    for name, label, kind, inv in expect:
+        est = cost.estimate(inv, dev.family).to_json()
+        got = rep.subtree(name).to_json() if name in rep.modules else None
+        row = {"label": label, "kind": kind, "device": dev.name, "analytic": est,
+               "features": cost.logic_features(inv, dev.family), "log": str(rep.log)}
+        if got is None:
+            row["error"] = f"module {name} missing from the synthesized design"
+        else:
+            row["yosys"] = got
+            row["error_pct"] = {k: error_pct(est[k], got[k])
+                                for k in ("dsp", "bram", "lutram")}
+        rows.append(row)
+    return rows

@@ -61,9 +61,11 @@ def front_table(result):
         rows.append(line)
     t = result.timings
     b = result.budget
+    limits = ", ".join(f"{v:g} {k.upper()}" for k, v in vars(b).items()
+                       if v != float("inf")) or "no limits"
     rows.append(f"{len(result.front)} Pareto-optimal of {result.n_points} points "
-                f"({int(result.points['fits'].sum())} fit {result.device.name}: "
-                f"<= {b.dsp} DSP, {b.bram:g} BRAM, {b.lut} LUT, {b.ff} FF) at "
+                f"({int(result.points['fits'].sum())} within {result.device.name} budget: "
+                f"{limits}) at "
                 f"{result.clock_mhz:g} MHz; analytic sweep {t['points_per_s']:.0f} "
                 f"points/s, total {t['total_s']:.1f} s")
     return "\n".join(rows)
@@ -98,7 +100,8 @@ def write_exploration(result, out_dir):
     doc = {
         "device": {"name": dev.name, "family": dev.family, "part": dev.part},
         "clock_mhz": result.clock_mhz,
-        "budget": vars(result.budget),
+        "budget": {k: (None if v == float("inf") else v)
+                   for k, v in vars(result.budget).items()},
         "variants": result.variants,
         "objectives": ["cycles_per_frame", "dsp", "bram", "lut"],
         "points_evaluated": result.n_points,
@@ -152,7 +155,8 @@ def plot_pareto(result, path):
         shown = max([float(pts[key].max()) if len(pts[key]) else 0.0] + fx + sx)
         if limit <= 2 * shown:
             ax.axvline(limit, color="#c00000", lw=0.8, ls="--", label="budget")
-        ax.set_xlabel(f"{label} (budget {limit:g} on {result.device.name})")
+        what = f"budget {limit:g}" if limit != float("inf") else "no limit"
+        ax.set_xlabel(f"{label} ({result.device.family} estimate, {what})")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"frames/s at {result.clock_mhz:g} MHz")

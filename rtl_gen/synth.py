@@ -26,7 +26,7 @@ from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 
 __all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
-           "place_and_route", "tool"]
+           "place_and_route", "fmax_seeds", "tool"]
 
 
 class ToolError(HwconvError):
@@ -305,3 +305,19 @@ def _critical_path(report):
     if not nets:
         return "", ""
     return nets[0], nets[-1]
+
+
+def fmax_seeds(netlist, device, workdir, *, freq_mhz=100.0, seeds=(1, 2, 3), executor=None):
+    """Place and route with each of ``seeds`` (in parallel on ``executor`` when given);
+    returns ``(median Fmax, [PnrReport])`` — nextpnr's Fmax moves by several percent
+    from seed to seed, so one run is not a figure."""
+    import statistics
+
+    args = [(netlist, device, workdir) for _ in seeds]
+    if executor is None:
+        reports = [place_and_route(*a, freq_mhz=freq_mhz, seed=s) for a, s in zip(args, seeds)]
+    else:
+        futures = [executor.submit(place_and_route, *a, freq_mhz=freq_mhz, seed=s)
+                   for a, s in zip(args, seeds)]
+        reports = [f.result() for f in futures]
+    return statistics.median(r.fmax_mhz for r in reports), reports

@@ -1,0 +1,141 @@
+"""Post-route Fmax (nextpnr, median of three seeds) of the digits pipeline and of a
+Conv2D stage at three sizes, on ECP5 (LFE5U-85F-6, CABGA381) and iCE40 (UP5K, SG48).
+
+* digits on ECP5: the fastest design point ``hwconv explore`` finds within the part;
+  digits on iCE40: the point with the fewest LUTs (the UP5K has 5280).
+* conv stages (3x3, "same", 16-bit requantization multipliers), one pixel value per
+  AXI4-Stream beat in and out (lane converters around the stage, so the ports fit the
+  SG48's IOs): small 8x8x2->2 at pe=simd=1, medium 16x16x4->4 at simd=2, large 16x16x8->8
+  at pe=simd=2.
+
+Goal: >= 150 MHz for the digits pipeline on LFE5U-85F-6 (floor 100 MHz).  A design that
+does not fit or fails place-and-route is reported with the tool's message and log.
+
+    .venv/bin/python bench/fmax.py [--seeds 3] [--only ecp5|ice40] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from hwconv import compiler, explore, transforms, zoo
+from hwconv.errors import HwconvError
+from hwconv.ir import Conv2D, Network
+from rtl_gen.dse import emit_pipeline
+from rtl_gen.synth import place_and_route, synthesize
+
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
+TARGET = {"ecp5-85f": 150.0, "ice40-up5k": 60.0}
+CONVS = {"small": ((8, 8, 2), 2, {"pe": 1, "simd": 1}),
+         "medium": ((16, 16, 4), 4, {"pe": 1, "simd": 2}),
+         "large": ((16, 16, 8), 8, {"pe": 2, "simd": 2})}
+
+
+def digits_point(device):
+    """The digits pipeline at its fastest fitting point (ECP5) or fewest LUTs (iCE40)."""
+    r = explore.explore(DIGITS, device, workers=1, progress=False,
+                        device_limits=device != "ice40-up5k")
+    point = r.front[0] if device != "ice40-up5k" else min(r.front, key=lambda p: p.lut)
+    model, qnet = r.models[0]
+    c = explore.compile_point(model, qnet, point.foldings, clock_mhz=TARGET[device],
+                              in_lanes=1)
+    return c, point
+
+
+def conv_compiled(size, device):
+    shape, out_ch, folding = CONVS[size]
+    rng = np.random.default_rng(1)
+    net = Network(shape)
+    net.add("conv", Conv2D(zoo.conv_weight(rng, out_ch, 3, shape[2]),
+                           rng.normal(0, .1, out_ch), 1, "same"), net.input)
+    model = compiler.load(net, calibration=rng.normal(size=(4,) + shape))
+    qnet, _ = transforms.pool_before_activate(model.qnet)
+    return explore.compile_point(model, qnet, {"conv": folding}, clock_mhz=TARGET[device],
+                                 in_lanes=1)
+
+
+def measure(name, compiled, device, work, seeds, pool):
+    """Synthesize, place and route ``compiled``; a dict of figures or of the failure."""
+    work = Path(work)
+    try:
+        rep = synthesize(emit_pipeline(compiled, work), compiled.top, device, work)
+    except HwconvError as e:
+        return {"name": name, "device": device, "error": str(e)}
+    futures = [pool.submit(place_and_route, rep.netlist, device, work,
+                           freq_mhz=TARGET[device], seed=s) for s in range(1, seeds + 1)]
+    runs, errors = [], []
+    for f in futures:
+        try:
+            runs.append(f.result())
+        except HwconvError as e:
+            errors.append(str(e))
+    res = {"name": name, "device": device, "resources": rep.total.to_json(),
+           "multipliers": compiled.plan.multipliers,
+           "cycles_per_frame": compiled.plan.cycles_per_frame, "notes": rep.notes}
+    if not runs:
+        res["error"] = errors[0]
+        return res
+    worst = min(runs, key=lambda r: r.fmax_mhz)
+    res.update(fmax=[round(r.fmax_mhz, 1) for r in runs],
+               median=round(statistics.median(r.fmax_mhz for r in runs), 1),
+               critical=(worst.critical_from, worst.critical_to), log=str(worst.log))
+    return res
+
+
+def report(res):
+    head = f"{res['name']:<14} {res['device']:<11}"
+    r = res.get("resources")
+    usage = (f"{r['lut']} LUT {r['ff']} FF {r['dsp']} DSP {r['bram']:g} BRAM, "
+             f"{res['multipliers']} mults" if r else "")
+    if "median" not in res:
+        return f"{head} FAILED ({usage}): {res['error'][:300]}"
+    frm, to = res["critical"]
+    return (f"{head} {res['median']:>6.1f} MHz (seeds {res['fmax']}; {usage}); "
+            f"critical path {frm} -> {to}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--only", choices=["ecp5", "ice40"])
+    p.add_argument("--keep", metavar="DIR", help="keep the Yosys/nextpnr folders here")
+    args = p.parse_args(argv)
+    base = Path(args.keep or tempfile.mkdtemp(prefix="hwconv-fmax-"))
+    devices = [d for d in TARGET if args.only is None or d.startswith(args.only)]
+    results = []
+    with ProcessPoolExecutor(2) as pool:
+        for dev in devices:
+            c, point = digits_point(dev)
+            print(f"digits on {dev}: point #{point.id} {point.foldings} "
+                  f"({point.cycles_per_frame} cycles/frame, analytic {point.dsp} DSP "
+                  f"{point.lut} LUT)")
+            results.append(measure("digits", c, dev, base / f"digits_{dev}", args.seeds,
+                                    pool))
+            print(report(results[-1]), flush=True)
+            for size in CONVS:
+                results.append(measure(f"conv_{size}", conv_compiled(size, dev), dev,
+                                       base / f"conv_{size}_{dev}", args.seeds, pool))
+                print(report(results[-1]), flush=True)
+    print(f"(work folders under {base})")
+    digits_ecp5 = next((r.get("median") for r in results
+                        if r["name"] == "digits" and r["device"] == "ecp5-85f"), None)
+    if digits_ecp5 is not None:
+        verdict = "met" if digits_ecp5 >= 150 else \
+            ("floor met, goal not" if digits_ecp5 >= 100 else "NOT met")
+        print(f"goal >= 150 MHz (floor 100) for digits on LFE5U-85F-6: {verdict}")
+    fields = " ".join(f"{r['name']}_{r['device'].split('-')[0]}_mhz="
+                      f"{r.get('median', 'fail')}" for r in results)
+    print(f"summary: {fields}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
