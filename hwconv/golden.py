@@ -108,8 +108,8 @@ def add(a, b, op):
     """:class:`~hwconv.quant.QAdd`: both operands rescaled, summed, rounded once."""
     v = (np.asarray(a, np.int64) - op.a_q.zero_point) * op.mult_a + \
         (np.asarray(b, np.int64) - op.b_q.zero_point) * op.mult_b
-    return np.clip(op.out_q.zero_point + round_shift(v, op.shift), op.out_q.qmin,
-                   op.out_q.qmax)
+    return np.clip(op.out_q.zero_point + round_shift(v, op.shift, op.rounding),
+                   op.out_q.qmin, op.out_q.qmax)
 
 
 def depthwise_pointwise(x, dw, dw_act, pw, pw_act=None):

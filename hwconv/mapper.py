@@ -267,7 +267,7 @@ def _stage_depth(stages, tensor):
 
 def _swapped(op):
     return QAdd(a_q=op.b_q, b_q=op.a_q, out_q=op.out_q, mult_a=op.mult_b, mult_b=op.mult_a,
-                shift=op.shift)
+                shift=op.shift, rounding=op.rounding)
 
 
 #: Cycles a LaneConverter may add to a path (its latency is at most the lcm ratio).

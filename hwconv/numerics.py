@@ -1,8 +1,12 @@
 """Integer building blocks shared by the golden model and the hardware generators.
 
-Rounding mode (the one hwconv uses everywhere): **round half up**, i.e.
-``floor(v * M / 2**s + 1/2)``, computed exactly as ``(v * M + 2**(s-1)) >> s`` with an
-arithmetic (flooring) shift.  Saturation clamps to the output type's range.
+Rounding: hwconv's quantizer uses **round half up**, ``floor(v * M / 2**s + 1/2)``,
+computed exactly as ``(v * M + 2**(s-1)) >> s`` with an arithmetic (flooring) shift.
+Models imported from onnxruntime use **round half to even** (ties go to the even
+neighbour), as onnxruntime's own integer kernels do:
+``(v * M + 2**(s-1) - 1 + bit_s(v * M)) >> s``.  The mode is a parameter of every
+rescaling (:class:`Requant`, :class:`~hwconv.quant.QAdd`), and the hardware implements
+both.  Saturation clamps to the output type's range.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ MAX_SHIFT = 46
 MULT_BITS = 16
 
 DTYPES = {"int8": (-128, 127), "uint8": (0, 255)}
+#: Rounding modes of :func:`round_shift`.
+ROUNDING = ("half_up", "half_even")
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,20 @@ class QParams:
         return {"scale": self.scale, "zero_point": self.zero_point, "dtype": self.dtype}
 
 
-def round_shift(v, shift):
-    """``floor(v / 2**shift + 1/2)`` exactly, element-wise (round half up)."""
+def round_shift(v, shift, rounding="half_up"):
+    """``v / 2**shift`` rounded to an integer, exactly, element-wise.
+
+    ``rounding`` is ``"half_up"`` (ties towards +inf) or ``"half_even"``.
+    """
     v = np.asarray(v, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    return np.right_shift(v + half, shift)
+    if rounding == "half_up":
+        return np.right_shift(v + half, shift)
+    if rounding == "half_even":
+        odd = np.where(shift > 0, np.right_shift(v, shift) & 1, 0)
+        return np.right_shift(v + np.maximum(half - 1, 0) + odd, shift)
+    raise HwconvError(f"rounding must be one of {ROUNDING}, not {rounding!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,9 +128,10 @@ class Requant:
     multiplier: np.ndarray
     shift: np.ndarray
     mult_bits: int = MULT_BITS
+    rounding: str = "half_up"
 
     @classmethod
-    def from_ratio(cls, ratio, mult_bits=MULT_BITS):
+    def from_ratio(cls, ratio, mult_bits=MULT_BITS, rounding="half_up"):
         """Nearest fixed-point representation of a non-negative real ``ratio``."""
         ratio = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
         if np.any(~np.isfinite(ratio)) or np.any(ratio < 0):
@@ -137,22 +152,24 @@ class Requant:
             if m >= 1 << mult_bits:
                 m, s = m >> 1, s - 1
             mult[i], shift[i] = m, s
-        return cls(mult, shift, mult_bits)
+        return cls(mult, shift, mult_bits, rounding)
 
     @classmethod
-    def identity(cls, channels=1, mult_bits=MULT_BITS):
+    def identity(cls, channels=1, mult_bits=MULT_BITS, rounding="half_up"):
         s = mult_bits - 1
         return cls(np.full(channels, 1 << s, dtype=np.int64), np.full(channels, s, np.int64),
-                   mult_bits)
+                   mult_bits, rounding)
 
     @property
     def ratio(self):
         return self.multiplier / 2.0 ** self.shift
 
     def apply(self, v):
-        """``round_half_up(v * multiplier / 2**shift)``, exact in int64."""
+        """``v * multiplier / 2**shift`` rounded (:attr:`rounding`), exact in int64."""
         v = np.multiply(np.asarray(v, dtype=np.int64), self.multiplier)
         shift = self.shift
+        if self.rounding != "half_up":
+            return round_shift(v, shift, self.rounding)
         if np.all(shift == shift.flat[0]):
             shift = int(shift.flat[0])
             if shift:
@@ -172,7 +189,7 @@ class Requant:
 
     def to_json(self):
         return {"multiplier": self.multiplier.tolist(), "shift": self.shift.tolist(),
-                "mult_bits": self.mult_bits}
+                "mult_bits": self.mult_bits, "rounding": self.rounding}
 
 
 def saturate(v, lo, hi):

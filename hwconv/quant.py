@@ -165,6 +165,7 @@ class QAdd(Add):
     mult_a: int = 0
     mult_b: int = 0
     shift: int = 0
+    rounding: str = "half_up"
     kind = "QAdd"
 
 
@@ -259,14 +260,14 @@ def quantize(net, calibration, act_dtype="int8", weight_bits=8, mult_bits=MULT_B
     return qnet
 
 
-def _quantize_op(name, op, ins, out, in_shape, weight_bits, mult_bits):
+def _quantize_op(name, op, ins, out, in_shape, weight_bits, mult_bits, rounding="half_up"):
     in_q = ins[0]
     if isinstance(op, (Conv2D, Dense)):
         w, ws = quantize_weights(op.weight, weight_bits)
         bias = np.rint(op.bias / (in_q.scale * ws)).astype(np.int64)
         if np.abs(bias).max(initial=0) >= 1 << 31:
             raise LayerError(name, op.kind, "bias does not fit int32 at this input scale")
-        rq = Requant.from_ratio(in_q.scale * ws / out.scale, mult_bits)
+        rq = Requant.from_ratio(in_q.scale * ws / out.scale, mult_bits, rounding)
         if isinstance(op, Conv2D):
             return QConv2D(w, bias, op.stride, op.padding, op.dilation, op.groups,
                            in_q=in_q, out_q=out, requant=rq, weight_bits=weight_bits)
@@ -276,31 +277,31 @@ def _quantize_op(name, op, ins, out, in_shape, weight_bits, mult_bits):
             raise LayerError(name, op.kind, "input and output quantization must match")
         return op
     if isinstance(op, Activation):
-        return quantize_activation(op, in_q, out, mult_bits)
+        return quantize_activation(op, in_q, out, mult_bits, rounding)
     if isinstance(op, AvgPool):
         k = op.kernel[0] * op.kernel[1]
-        rq = Requant.from_ratio(in_q.scale / (out.scale * k), mult_bits)
+        rq = Requant.from_ratio(in_q.scale / (out.scale * k), mult_bits, rounding)
         return QAvgPool(op.kernel, op.stride, op.padding, in_q=in_q, out_q=out, requant=rq)
     if isinstance(op, GlobalAvgPool):
         rq = Requant.from_ratio(in_q.scale / (out.scale * in_shape[0] * in_shape[1]),
-                                mult_bits)
+                                mult_bits, rounding)
         return QGlobalAvgPool(in_q=in_q, out_q=out, requant=rq)
     if isinstance(op, Add):
-        return quantize_add(ins[0], ins[1], out, mult_bits)
+        return quantize_add(ins[0], ins[1], out, mult_bits, rounding)
     raise LayerError(name, op.kind, "cannot be quantized")
 
 
-def quantize_activation(op, in_q, out_q, mult_bits=MULT_BITS):
+def quantize_activation(op, in_q, out_q, mult_bits=MULT_BITS, rounding="half_up"):
     """Integer form of a float :class:`~hwconv.ir.Activation` between two QParams."""
     ratio = in_q.scale / out_q.scale
-    pos = Requant.from_ratio(ratio, mult_bits)
+    pos = Requant.from_ratio(ratio, mult_bits, rounding)
     if op.fn == "relu" or op.fn == "relu6":
-        neg = Requant.from_ratio(0.0, mult_bits)
+        neg = Requant.from_ratio(0.0, mult_bits, rounding)
     elif op.fn == "leaky_relu":
         if op.alpha < 0:
             raise HwconvError(f"LeakyReLU alpha={op.alpha} < 0 is not supported: the "
                               f"fixed-point form needs a non-negative multiplier")
-        neg = Requant.from_ratio(ratio * op.alpha, mult_bits)
+        neg = Requant.from_ratio(ratio * op.alpha, mult_bits, rounding)
     else:
         neg = pos
     lo, hi = out_q.qmin, out_q.qmax
@@ -311,7 +312,7 @@ def quantize_activation(op, in_q, out_q, mult_bits=MULT_BITS):
     return QActivation(op.fn, in_q, out_q, pos, neg, lo, hi)
 
 
-def quantize_add(a_q, b_q, out_q, mult_bits=MULT_BITS):
+def quantize_add(a_q, b_q, out_q, mult_bits=MULT_BITS, rounding="half_up"):
     """Integer residual add with one shared shift (single rounding)."""
     ra, rb = a_q.scale / out_q.scale, b_q.scale / out_q.scale
     e = int(np.floor(np.log2(max(ra, rb))))
@@ -319,4 +320,5 @@ def quantize_add(a_q, b_q, out_q, mult_bits=MULT_BITS):
     if shift < 0:
         raise HwconvError(f"Add scale ratio {max(ra, rb):.3g} is too large")
     ma, mb = int(round(ra * 2 ** shift)), int(round(rb * 2 ** shift))
-    return QAdd(a_q=a_q, b_q=b_q, out_q=out_q, mult_a=ma, mult_b=mb, shift=shift)
+    return QAdd(a_q=a_q, b_q=b_q, out_q=out_q, mult_a=ma, mult_b=mb, shift=shift,
+                rounding=rounding)

@@ -87,6 +87,11 @@ def test_round_shift_is_round_half_up(v, s):
     assert int(round_shift(v, s)) == expect
 
 
+@given(st.integers(-2**40, 2**40), st.integers(0, 40))
+def test_round_shift_half_even(v, s):
+    assert int(round_shift(v, s, "half_even")) == round(Fraction(v, 2**s))
+
+
 @given(st.floats(1e-9, 1e3))
 def test_requant_multiplier_is_accurate(r):
     rq = Requant.from_ratio(r, 16)

@@ -63,6 +63,9 @@ SUPPORTED_OPS = ("Conv", "Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool",
 #: float32 (24-bit mantissa); with 24-bit multipliers the golden model matched it on
 #: 100% of the digits model's values, against 99.5% of its outputs with 16 bits.
 IMPORT_MULT_BITS = 24
+#: onnxruntime's integer kernels round ties to even (nearbyint); imported models do too,
+#: so a tie (common in average pools and equal-scale rescales) gives the same integer.
+ROUNDING = "half_even"
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _ONNX_DTYPES = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
@@ -778,7 +781,7 @@ class _Importer:
                                   "quantized model")
             c = len(op.gamma)
             op = Conv2D(op.scale.reshape(c, 1, 1, 1), op.shift, groups=c)
-        return _quantize_op(n.name, op, ins, out, in_shape, 8, self.mult_bits)
+        return _quantize_op(n.name, op, ins, out, in_shape, 8, self.mult_bits, ROUNDING)
 
     def integer_mac(self, n, in_q, out_q):
         """QConv2D/QDense from the model's own integer weights, bias and scales."""
@@ -800,7 +803,7 @@ class _Importer:
             bias = b.q[0].astype(np.int64)
         else:
             bias = np.rint(b.value / acc_scale).astype(np.int64)
-        requant = Requant.from_ratio(acc_scale / out_q.scale, self.mult_bits)
+        requant = Requant.from_ratio(acc_scale / out_q.scale, self.mult_bits, ROUNDING)
         if isinstance(op, Conv2D):
             return QConv2D(ints, bias, op.stride, op.padding, op.dilation, op.groups,
                            in_q=in_q, out_q=out_q, requant=requant)

@@ -4,7 +4,8 @@
 block RAM when deep) because the main path ``b`` holds many beats in flight (a conv's line
 buffer, pipelines).  The join takes one beat of each when both are present; then
 ``y = sat(zp_out + round_shift((a - zp_a) * Ma + (b - zp_b) * Mb, s))`` in three register
-stages, with the zero points and the rounding half folded into one constant.
+stages, with the zero points folded into one constant and the rounding (half up, or half
+to even for imported models) applied at the end.
 
 The skip FIFO's depth is a constructor parameter; :func:`hwconv.cost.skip_fifo_depth`
 (re-exported here) gives it from the latency difference of the two paths, with the
@@ -24,7 +25,7 @@ from ..cost import SKIP_FIFO_READ_LATENCY, skip_fifo_depth
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QAdd
-from .requant import clamp
+from .requant import clamp, round_shift_const
 from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
@@ -121,12 +122,12 @@ class Add(StageFigures, wiring.Component):
         else:
             m.d.comb += self.a.ready.eq(self.b.valid & en)
 
-        # (a - zp_a) * Ma + (b - zp_b) * Mb + half == a * Ma + b * Mb + k
+        # (a - zp_a) * Ma + (b - zp_b) * Mb == a * Ma + b * Mb + k; rounding at the end
         half = (1 << (op.shift - 1)) if op.shift else 0
-        k = half - op.a_q.zero_point * op.mult_a - op.b_q.zero_point * op.mult_b
+        k = - op.a_q.zero_point * op.mult_a - op.b_q.zero_point * op.mult_b
         bound_a = 256 * op.mult_a
         bound_b = 256 * op.mult_b
-        bound_sum = bound_a + bound_b + abs(k)
+        bound_sum = bound_a + bound_b + abs(k) + half
         v1, v2 = Signal(), Signal()
         last1, last2 = Signal(), Signal()
         with m.If(en):
@@ -143,7 +144,7 @@ class Add(StageFigures, wiring.Component):
                     pb.eq(self.b.payload.data[lane] * Const(op.mult_b)),
                     total.eq(pa + pb + k),
                     self.o.payload.data[lane].eq(
-                        clamp((total >> op.shift) + op.out_q.zero_point, op.out_q.qmin,
-                              op.out_q.qmax)),
+                        clamp(round_shift_const(total, op.shift, op.rounding)
+                              + op.out_q.zero_point, op.out_q.qmin, op.out_q.qmax)),
                 ]
         return m

@@ -32,7 +32,7 @@ from ..errors import HwconvError
 from ..numerics import DTYPES
 from ..quant import QActivation
 from .linebuffer import LineBuffer, window_signature
-from .requant import clamp
+from .requant import clamp, round_shift_const
 from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
@@ -116,13 +116,10 @@ class ActivationUnit(wiring.Component):
                 nprod = Signal(signed(prod_bits), name=f"neg_prod{lane}")
                 m.d.sync += [neg1.eq(d < 0), pprod.eq(d * Const(pm)), nprod.eq(d * Const(nm))]
                 r = Signal(signed(prod_bits), name=f"r{lane}")
-                m.d.sync += r.eq(Mux(neg1, (nprod + _half(ns)) >> ns, (pprod + _half(ps)) >> ps))
+                m.d.sync += r.eq(Mux(neg1, round_shift_const(nprod, ns, act.neg.rounding),
+                                     round_shift_const(pprod, ps, act.pos.rounding)))
                 m.d.sync += self.o.payload.data[lane].eq(clamp(r + zp_out, act.lo, act.hi))
         return m
-
-
-def _half(shift):
-    return (1 << (shift - 1)) if shift else 0
 
 
 class WindowMax(wiring.Component):

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import HwconvError
 from .stream import beat_layout
 
-__all__ = ["Requantizer", "acc_layout", "clamp"]
+__all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const"]
 
 
 def acc_layout(acc_bits, lanes, groups):
@@ -32,6 +32,17 @@ def clamp(value, lo, hi):
     return Mux(value < lo, lo, Mux(value > hi, hi, value))
 
 
+def round_shift_const(value, shift, rounding):
+    """Amaranth expression equal to :func:`hwconv.numerics.round_shift` for a constant
+    ``shift``: ``value / 2**shift`` rounded half up or half to even."""
+    if shift == 0:
+        return value
+    half = 1 << (shift - 1)
+    if rounding == "half_even":
+        return (value + (half - 1) + (value >> shift)[0]) >> shift
+    return (value + half) >> shift
+
+
 def _table(values, shape, index):
     """A constant per channel group, selected by ``index`` (a mux, or a constant)."""
     values = [int(v) for v in values]
@@ -41,7 +52,8 @@ def _table(values, shape, index):
 
 
 class Requantizer(wiring.Component):
-    """Per-channel fixed-point requantization, rounding half up, saturation.
+    """Per-channel fixed-point requantization, rounding (``requant.rounding``: half up
+    or half to even), saturation.
 
     Parameters
     ----------
@@ -82,6 +94,7 @@ class Requantizer(wiring.Component):
         self._mult, self._shift = mult, shift
         self._channels, self._lanes, self._acc_bits = channels, lanes, acc_bits
         self._mult_bits = requant.mult_bits
+        self._rounding = requant.rounding
         self._zp, self._lo, self._hi = zero_point, lo, hi
         self._out_shape = out_shape
         self._groups = channels // lanes
@@ -115,9 +128,15 @@ class Requantizer(wiring.Component):
                 m.d.sync += prods[lane].eq(self.i.payload.acc[lane] * mult)
                 shift = _table([self._shift[c] for c in chans],
                                unsigned(max(1, max_shift.bit_length())), g1)
-                half = _table([(1 << (self._shift[c] - 1)) if self._shift[c] else 0
+                even = self._rounding == "half_even"
+                # half to even: add half - 1, plus 1 when the bit kept last is odd
+                half = _table([(1 << (self._shift[c] - 1)) - even if self._shift[c] else 0
                                for c in chans], unsigned(max(1, max_shift)), g1)
-                m.d.sync += shifted[lane].eq((prods[lane] + half) >> shift)
+                rounded = prods[lane] + half
+                if even:
+                    odd = _table([int(self._shift[c] > 0) for c in chans], unsigned(1), g1)
+                    rounded = rounded + (odd & (prods[lane] >> shift)[0])
+                m.d.sync += shifted[lane].eq(rounded >> shift)
                 out = clamp(shifted[lane] + self._zp, self._lo, self._hi)
                 m.d.sync += self.o.payload.data[lane].eq(out)
         return m
