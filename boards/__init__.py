@@ -7,7 +7,12 @@ flow and :mod:`boards.top` for the gateware around the pipeline.
 
 from hwconv.errors import HwconvError
 
-__all__ = ["BOARDS", "board"]
+__all__ = ["BOARDS", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS", "board"]
+
+DEFAULT_BAUD = 115200
+#: Idle time that ends a request cut short.  Long against the gaps a USB-serial adapter
+#: leaves inside one write, short against a person waiting.
+DEFAULT_TIMEOUT_MS = 20
 
 #: CLI name -> module defining ``BOARD``; imported on demand (amaranth-boards is only
 #: needed once a board is named).

@@ -33,8 +33,8 @@ from hwconv.errors import FitError, HwconvError
 from rtl_gen.emit import staged_dir, write_json, write_text
 from rtl_gen.synth import Resources, ToolError, tool
 
-from . import protocol
-from .top import DEFAULT_BAUD, DEFAULT_TIMEOUT_MS, BoardTop
+from . import DEFAULT_BAUD, DEFAULT_TIMEOUT_MS, protocol
+from .top import BoardTop
 
 __all__ = ["NAME", "OVERHEAD", "choose_pipeline", "build", "BoardBuild", "uart_fps"]
 

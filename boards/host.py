@@ -12,7 +12,7 @@ import numpy as np
 
 from hwconv import compiler
 
-from . import protocol
+from . import DEFAULT_BAUD, protocol
 
 __all__ = ["run", "check_board"]
 
@@ -32,7 +32,7 @@ def check_board(info, qnet):
             f"is {want:08x}: the bitstream is for another model (or other quantization)")
 
 
-def run(model, x, port, *, baud=115200, timeout=2.0, retries=0, calibration=None):
+def run(model, x, port, *, baud=DEFAULT_BAUD, timeout=2.0, retries=0, calibration=None):
     """Outputs (float32, model layout) of ``x`` (float, model layout, batch first)
     computed by the board on ``port``; returns ``(outputs, BoardInfo)``.
 

@@ -20,15 +20,12 @@ from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 from hwconv.hw.pipeline import Pipeline
 
+from . import DEFAULT_BAUD, DEFAULT_TIMEOUT_MS
 from .pll import pll_domain
 from .uart import FrameLoader, UartRx, UartTx, baud_divisor
 
-__all__ = ["Board", "BoardCore", "BoardTop", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS"]
+__all__ = ["Board", "BoardCore", "BoardTop"]
 
-DEFAULT_BAUD = 115200
-#: Idle time that ends a request cut short.  Long against the gaps a USB-serial adapter
-#: leaves inside one write, short against a person waiting.
-DEFAULT_TIMEOUT_MS = 20
 
 
 @dataclass(frozen=True)

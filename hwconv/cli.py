@@ -429,8 +429,7 @@ def cmd_board_run(args):
 
 
 def _add_board_commands(sub):
-    from boards import BOARDS
-    from boards.top import DEFAULT_BAUD, DEFAULT_TIMEOUT_MS
+    from boards import BOARDS, DEFAULT_BAUD, DEFAULT_TIMEOUT_MS
 
     from . import datasets
 
@@ -475,8 +474,9 @@ def _add_board_commands(sub):
                    help="the model's output in float32 (dequantized)")
     r.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds to wait for a reply beyond its transmission time")
-    r.add_argument("--retries", type=int, default=0,
-                   help="resend a frame the board rejected this many times")
+    r.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="resend a frame the board rejected, or whose reply arrived "
+                        "corrupted, up to N times (default 0)")
     r.set_defaults(func=cmd_board_run)
 
 
