@@ -693,6 +693,9 @@ class Inventory:
     mul_ff : int
         Register bits holding products, which DSP blocks with output registers absorb
         (DSP48E1 does; ECP5's inferred MULT18X18D does not).
+    ctrl : int
+        Control logic (counters, cursors, handshakes) in ECP5 LUT4s as measured per
+        block (a line buffer's cursors ~100, a FIFO's pointers and levels ~70).
     adder : int
         Adder, subtractor and comparator bits (carry chains).
     mux : int
@@ -705,11 +708,12 @@ class Inventory:
     adder: int = 0
     mux: int = 0
     mul_ff: int = 0
+    ctrl: int = 0
 
     def __add__(self, other):
         return Inventory(self.multiplies + other.multiplies, self.memories + other.memories,
                          self.ff + other.ff, self.adder + other.adder, self.mux + other.mux,
-                         self.mul_ff + other.mul_ff)
+                         self.mul_ff + other.mul_ff, self.ctrl + other.ctrl)
 
 
 @dataclass(frozen=True)
@@ -773,8 +777,9 @@ class _Family:
     rams: tuple
     #: ``memory_libmap -logic-cost-rom``: soft-logic cost of a ROM bit
     rom_logic_cost: float
-    #: LUT coefficients: (per adder bit, per mux bit, per soft multiplier partial
-    #: product, per logic ROM bit, per logic RAM bit, per LUT RAM cell, constant)
+    #: LUT coefficients, in the order of :data:`LUT_FEATURES`: per adder bit, mux
+    #: bit, soft multiplier partial product, logic ROM bit, logic RAM bit, LUT RAM
+    #: cell, control LUT4, and a constant per stage
     lut_coef: tuple
     #: FF coefficients: (per register bit, per product register bit, per soft
     #: multiplier partial product)
@@ -791,14 +796,14 @@ FAMILIES = {
          _Ram(14, (1, 2, 4, 9, 18, 36), 128, byte=9, write_width=36),   # PDPW16KD
          _Ram(4, (4,), 4, distributed=True, rom=False)),                # TRELLIS_DPR16X4
         rom_logic_cost=1 / 16,
-        lut_coef=(0.137, 0.513, 1.5, 0.07, 0.6, 2.611, 23.4), ff_coef=(1.091, 0.511, 0.0)),
+        lut_coef=(0.15, 0.443, 1.5, 0.07, 0.6, 0.811, 1.026, 0.0), ff_coef=(1.091, 0.511, 0.0)),
     "ice40": _Family(
         "ice40", None,
         (_Ram(11, (2, 4, 8), 64),                                       # SB_RAM40_4K
          _Ram(8, (16,), 64, byte=1, rom=False),                         # ... with byte mask
          _Ram(11, (2, 4, 8, 16), 64, ram=False)),                       # ... as a ROM
         rom_logic_cost=1 / 16,
-        lut_coef=(0.0, 1.667, 2.478, 0.128, 0.612, 0.0, 34.0), ff_coef=(1.169, 0.068, 0.057)),
+        lut_coef=(0.037, 1.414, 2.572, 0.101, 0.6, 0.0, 0.957, 0.166), ff_coef=(1.169, 0.068, 0.057)),
     "xilinx": _Family(
         "xilinx", _DspRule(a_max=25, b_max=18, a_partial=18, min_y=9, signed_only=True),
         (_Ram(14, (1, 2, 4, 9, 18), 129, units=0.5, byte=9),            # RAMB18 TDP
@@ -809,7 +814,7 @@ FAMILIES = {
          _Ram(6, (3,), 8, widthscale=7, distributed=True, rom=False),   # RAM64M SDP
          _Ram(7, (1,), 8, widthscale=8, distributed=True, rom=False)),  # RAM128X1D
         rom_logic_cost=1 / 64,
-        lut_coef=(0.034, 0.548, 1.0, 0.051, 0.6, 0.033, 18.5), ff_coef=(0.396, 0.292, 0.0)),
+        lut_coef=(0.036, 0.533, 1.0, 0.049, 0.6, 0.0, 0.375, 0.457), ff_coef=(0.396, 0.292, 0.0)),
 }
 
 
@@ -937,7 +942,8 @@ def memory_map(mem, family):
 
 
 #: Names of :func:`logic_features`, in the order of a family's ``lut_coef``.
-LUT_FEATURES = ("adder", "mux", "soft_mul", "rom_bits", "ram_bits", "lutram", "one")
+LUT_FEATURES = ("adder", "mux", "soft_mul", "rom_bits", "ram_bits", "lutram", "ctrl",
+                "one")
 
 
 def logic_features(inv, family):
@@ -956,7 +962,8 @@ def logic_features(inv, family):
         else:
             ram_bits += got.logic_bits
     return {"adder": inv.adder, "mux": inv.mux, "soft_mul": soft, "rom_bits": rom_bits,
-            "ram_bits": ram_bits, "lutram": lutram, "one": 1, "ff": inv.ff + ram_bits,
+            "ram_bits": ram_bits, "lutram": lutram, "ctrl": inv.ctrl, "one": 1,
+            "ff": inv.ff + ram_bits,
             "mul_ff": inv.mul_ff, "dsp": dsp, "bram": bram}
 
 
@@ -1053,7 +1060,7 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
     return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
-                     mul_ff=live * pbits * mul_stages)
+                     mul_ff=live * pbits * mul_stages, ctrl=20)
 
 
 def requantizer_inventory(requant, channels, lanes, acc_bits):
@@ -1089,7 +1096,7 @@ def _requantizer_inventory(requant, channels, lanes, acc_bits):
         mux += lanes * (requant.mult_bits + 2 * shift_bits)     # per-group tables
     ff = lanes * (prod_bits + 8) + 6 + _clog2(max(groups, 2))
     return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 3 * 10), mux=mux,
-                     mul_ff=lanes * prod_bits)
+                     mul_ff=lanes * prod_bits, ctrl=5)
 
 
 def line_buffer_inventory(geo):
@@ -1105,7 +1112,8 @@ def line_buffer_inventory(geo):
                     + 2 * _clog2(max(groups, 2)) + 4)
     ff = chain * kh * lanes * 8 + window_bits + lanes * 8 + counters + \
         _clog2(geo.rows.dilation * geo.cols.size * groups + 1) * 2
-    return Inventory((), mems, ff=ff, adder=counters * 2, mux=window_bits + lanes * 8)
+    return Inventory((), mems, ff=ff, adder=counters * 2, mux=window_bits + lanes * 8,
+                     ctrl=100)
 
 
 def _const_pairs(weights, inputs):
@@ -1269,7 +1277,7 @@ def fifo_inventory(width, depth):
         return Inventory(ff=width + 1)
     return Inventory((), (Storage(width, depth - 1),),
                      ff=width + 3 * _clog2(depth + 1) + 2, adder=3 * _clog2(depth + 1),
-                     mux=0)
+                     ctrl=70)
 
 
 def lane_converter_inventory(lanes_in, lanes_out, bits=8):
@@ -1279,4 +1287,5 @@ def lane_converter_inventory(lanes_in, lanes_out, bits=8):
         return Inventory()
     nin, nout = lcm // lanes_in, lcm // lanes_out
     return Inventory(ff=lcm * bits + 4 + _clog2(nin + 1) + _clog2(nout + 1),
-                     mux=lanes_out * bits * (nout > 1) + lcm * bits * (nin > 1) // 2)
+                     mux=lanes_out * bits * (nout > 1) + lcm * bits * (nin > 1) // 2,
+                     ctrl=10)

@@ -448,6 +448,8 @@ class Exploration:
     variants : list of str
     timings : dict
         Wall seconds per phase and ``points_per_s`` of the analytic sweep.
+    errors : list of str
+        Work that failed without stopping the sweep (a variant, a chunk of targets).
     """
 
     device: object
@@ -459,6 +461,7 @@ class Exploration:
     timings: dict
     spaces: list = field(default_factory=list, repr=False)
     models: list = field(default_factory=list, repr=False)
+    errors: list = field(default_factory=list)
 
     @property
     def n_points(self):
@@ -505,7 +508,7 @@ def dask_executor(address):
         raise HwconvError("--dask needs the 'distributed' package (pip install "
                           "distributed)") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout="5s")
     except (OSError, TimeoutError) as e:
         raise HwconvError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     executor = client.get_executor()
@@ -571,9 +574,11 @@ def _variants(model, calibration, fuse):
     return [("as loaded", load(model, calibration=calibration))]
 
 
-def build_spaces(models, family, executor, *, progress=True):
+def build_spaces(models, family, executor, *, progress=True, errors=None):
     """Score every stage of every variant (one task per stage); returns the spaces and
-    the transformed networks."""
+    the transformed networks.  A variant with a stage that cannot be scored is left out
+    and its error appended to ``errors`` (raised when no variant is left or ``errors``
+    is None)."""
     variants, calls = [], []
     for label, model in models:
         qnet, _ = transforms.pool_before_activate(model.qnet)
@@ -581,15 +586,20 @@ def build_spaces(models, family, executor, *, progress=True):
         variants.append((label, model, qnet, stages, len(calls)))
         calls += [(score_stage, (s, family)) for s in stages]
     scored = gather(executor, calls, "score stage foldings", progress)
-    for r in scored:
-        if isinstance(r, Exception):
-            raise r
-    spaces, nets = [], []
+    spaces, nets, failures = [], [], []
     for label, model, qnet, stages, first in variants:
         tables = scored[first:first + len(stages)]
+        bad = next((t for t in tables if isinstance(t, Exception)), None)
+        if bad is not None:
+            failures.append(bad)
+            if errors is not None:
+                errors.append(f"variant {label}: {type(bad).__name__}: {bad}")
+            continue
         edges, inputs = _space_edges(stages, tables, qnet, family, qnet.input_shape[-1], 1)
         spaces.append(Space(label, family, tables, edges, inputs))
         nets.append((model, qnet))
+    if failures and (errors is None or not spaces):
+        raise failures[0]
     return spaces, nets
 
 
@@ -658,7 +668,9 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         executor = local_executor(workers)
     try:
         t1 = time.perf_counter()
-        spaces, nets = build_spaces(models, family, executor, progress=progress)
+        errors = []
+        spaces, nets = build_spaces(models, family, executor, progress=progress,
+                                    errors=errors)
         timings["score_stages_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         nworkers = workers or getattr(executor, "_max_workers", None) or 2
@@ -668,7 +680,7 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
                   for _ in _chunks(sp.targets(), 2 * nworkers)]
         results = gather(executor, calls, "sweep design points", progress)
         timings["sweep_s"] = time.perf_counter() - t2
-        points = _collect(results, owners, spaces)
+        points = _collect(results, owners, spaces, errors)
         n = len(points["cycles"])
         timings["points"] = n
         timings["points_per_s"] = n / max(timings["sweep_s"], 1e-9)
@@ -678,7 +690,7 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         points["front"] = np.zeros(n, dtype=bool)
         points["front"][front_idx] = True
         result = Exploration(dev, clock, limits, front, points,
-                             [sp.variant for sp in spaces], timings, spaces, nets)
+                             [sp.variant for sp in spaces], timings, spaces, nets, errors)
         if rescore is not None:
             t3 = time.perf_counter()
             _rescore(result, rescore, executor, rescore_limit, progress, rescore_dir,
@@ -691,12 +703,17 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
     return result
 
 
-def _collect(results, owners, spaces):
+def _collect(results, owners, spaces, errors):
     cols = {m: [] for m in _COLUMNS}
     cols.update(variant=[], pref=[], choice=[])
+    failed = [r for r in results if isinstance(r, Exception)]
+    if len(failed) == len(results):
+        raise failed[0]
     for r, k in zip(results, owners):
-        if isinstance(r, Exception):
-            raise r
+        if isinstance(r, Exception):        # a failed chunk: its points are lost, say so
+            errors.append(f"sweep chunk of variant {spaces[k].variant}: "
+                          f"{type(r).__name__}: {r}")
+            continue
         for m in _COLUMNS:
             cols[m].append(r[m])
         cols["variant"].append(np.full(len(r["cycles"]), k))

@@ -59,6 +59,8 @@ def front_table(result):
         if len(result.variants) > 1:
             line += f"  {p.variant}"
         rows.append(line)
+    for e in result.errors:
+        rows.append(f"warning: {e}")
     t = result.timings
     b = result.budget
     limits = ", ".join(f"{v:g} {k.upper()}" for k, v in vars(b).items()
@@ -107,6 +109,7 @@ def write_exploration(result, out_dir):
         "points_evaluated": result.n_points,
         "points_fitting": int(result.points["fits"].sum()),
         "timings": result.timings,
+        "errors": result.errors,
         "front": [p.to_json() for p in result.front],
     }
     (out / "pareto.json").write_text(json.dumps(doc, indent=2, default=_json) + "\n")

@@ -117,7 +117,7 @@ def test_local_processes_and_dask_give_the_same_front(digits):
     local = explore.explore(DIGITS, "ecp5-85f", workers=2, progress=False)
     assert _front_key(local) == _front_key(digits)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         dask = explore.explore(DIGITS, "ecp5-85f", executor=client.get_executor(),
                                progress=False)
@@ -247,3 +247,40 @@ def test_sweep_rate_is_fast():
     rate = 4 * len(targets) / (time.perf_counter() - t)
     assert len(res["cycles"]) >= 1
     assert rate > 1000
+
+
+def test_a_failed_sweep_chunk_is_recorded_not_fatal(monkeypatch):
+    real = explore.sweep
+    calls = []
+
+    def flaky(space, targets):
+        calls.append(len(targets))
+        if len(calls) == 1:
+            raise RuntimeError("worker lost")
+        return real(space, targets)
+
+    monkeypatch.setattr(explore, "sweep", flaky)
+    with ThreadPoolExecutor(1) as ex:
+        r = explore.explore(DIGITS, "ecp5-85f", executor=ex, progress=False)
+    assert len(calls) > 1 and r.front
+    assert len(r.errors) == 1 and "worker lost" in r.errors[0]
+
+
+def test_api_explore_on_a_dask_scheduler_address(digits, tmp_path):
+    """The --dask path: a Client on the scheduler's address, its executor, shut down."""
+    distributed = pytest.importorskip("distributed")
+    from hwconv import api
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address="127.0.0.1:0") as cluster:
+        r = api.explore(DIGITS, "ecp5-85f", tmp_path, dask=cluster.scheduler_address,
+                        progress=False)
+    assert _front_key(r) == _front_key(digits)
+    assert (tmp_path / "pareto.json").exists()
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error():
+    pytest.importorskip("distributed")
+    with pytest.raises(HwconvError, match="cannot reach the Dask scheduler at "
+                                          "tcp://127.0.0.1:9"):
+        explore.dask_executor("tcp://127.0.0.1:9")
