@@ -2,9 +2,11 @@
 
 Every stage kind (conv, depthwise/pointwise, pool/activate, dense, global average pool,
 residual add) and the elastic FIFO between stages is synthesized alone at several
-foldings for a device; the report puts the analytic DSP / BRAM / LUT / FF figures beside
-Yosys's with the error in percent.  ``--fit`` also solves for the family's LUT and FF
-coefficients (the DSP and BRAM rules are structural and are not fitted).
+foldings for a device, and so are memories and multipliers alone (block vs LUT RAM vs
+logic thresholds, DSP tiling of wide and constant products); the report puts the
+analytic DSP / BRAM / LUT / FF figures beside Yosys's with the error in percent.
+``--fit`` also solves for the family's LUT and FF coefficients (the DSP and BRAM rules
+are structural and are not fitted).
 
     python -m rtl_gen.calibrate --device ecp5-85f -o build/calibration [--fit] [--quick]
 """
@@ -220,13 +222,15 @@ def summary(rows):
     ok = [r for r in rows if "yosys" in r]
     if not ok:
         return {"cases": len(rows), "failed": len(rows)}
-    err = {k: np.array([abs(r["error_pct"][k]) for r in ok]) for k in
-           ("dsp", "bram", "lut", "ff")}
-    return {"cases": len(rows), "failed": len(rows) - len(ok),
-            "dsp_max_err_pct": round(float(err["dsp"].max()), 2),
-            "bram_max_err_pct": round(float(err["bram"].max()), 2),
-            "lut_median_err_pct": round(float(np.median(err["lut"])), 1),
-            "ff_median_err_pct": round(float(np.median(err["ff"])), 1)}
+    err = {k: np.array([abs(r["error_pct"][k]) for r in ok if k in r["error_pct"]])
+           for k in ("dsp", "bram", "lut", "ff")}
+    out = {"cases": len(rows), "failed": len(rows) - len(ok),
+           "dsp_max_err_pct": round(float(err["dsp"].max()), 2),
+           "bram_max_err_pct": round(float(err["bram"].max()), 2)}
+    for k in ("lut", "ff"):
+        if len(err[k]):
+            out[f"{k}_median_err_pct"] = round(float(np.median(err[k])), 1)
+    return out
 
 
 def write(rows, out_dir):
@@ -244,8 +248,9 @@ def write(rows, out_dir):
         for r in rows:
             vals = []
             for k in ("dsp", "bram", "lut", "ff"):
+                err = r.get("error_pct", {}).get(k)
                 vals += [r["analytic"][k], r.get("yosys", {}).get(k, ""),
-                         round(r["error_pct"][k], 2) if "error_pct" in r else ""]
+                         "" if err is None else round(err, 2)]
             w.writerow([r["device"], r["kind"], r["label"]] + vals
                        + [r.get("error", ""), r.get("log", "")])
 
@@ -271,6 +276,7 @@ def main(argv=None):
             work = Path(tempfile.mkdtemp(prefix=f"hwconv-cal-{dev.name}-"))
             with explore.local_executor(args.workers) as ex:
                 rows = calibrate(dev.name, work, cases=cases, executor=ex)
+            rows += primitive_rows(dev.name, work / "primitives")
             print(f"== {dev.name} ({dev.family}): {len(rows)} cases in "
                   f"{time.perf_counter() - t:.0f} s (Yosys work in {work})")
             print(format_table(rows))

@@ -295,16 +295,16 @@ def place_and_route(netlist, device, workdir, *, freq_mhz=100.0, seed=1):
 
 
 def _critical_path(report):
-    """(start, end) net names of the slowest path in a nextpnr JSON report."""
-    paths = report.get("critical_paths", [])
+    """(start, end) of the slowest register-to-register path in a nextpnr JSON report:
+    the net leaving the launching register and the net arriving at the capturing one
+    (Verilog net names, so the stage and signal are readable)."""
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("from") == p.get("to") and p.get("from") != "<async>"]
     if not paths:
         return "", ""
-    worst = max(paths, key=lambda p: sum(step.get("delay", 0) for step in p.get("path", [])))
-    steps = worst.get("path", [])
-    nets = [st.get("net", "") for st in steps if st.get("net")]
-    if not nets:
-        return "", ""
-    return nets[0], nets[-1]
+    worst = max(paths, key=lambda p: sum(step.get("delay", 0) for step in p["path"]))
+    nets = [step["net"] for step in worst["path"] if step.get("net")]
+    return (nets[0], nets[-1]) if nets else ("", "")
 
 
 def fmax_seeds(netlist, device, workdir, *, freq_mhz=100.0, seeds=(1, 2, 3), executor=None):
