@@ -56,7 +56,7 @@ def main():
     print(f"MobileNetV1-224 (alpha 1) on ecp5-85f rules, device limits off (its 4.2 M "
           f"weights need ~1990 block RAMs): {mobile.n_points} points, {len(mobile.front)} "
           f"on the front, {mobile_s:.1f} s wall")
-    print(f"  phases: " + ", ".join(f"{k}={v:.2f}" for k, v in mobile.timings.items()
+    print("  phases: " + ", ".join(f"{k}={v:.2f}" for k, v in mobile.timings.items()
                                     if k.endswith("_s") and k != "points_per_s"))
     fastest = mobile.front[0]
     print(f"  fastest point: {fastest.fps:.1f} frames/s at {mobile.clock_mhz:g} MHz, "

@@ -623,7 +623,8 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
 # rtl_gen.calibrate compares all of this with real synthesis, stage by stage.
 
 __all__ += ["Multiply", "Storage", "Inventory", "Estimate", "FAMILIES", "dsp_blocks",
-            "memory_map", "estimate", "logic_features", "LUT_FEATURES", "acc_bits_conv", "acc_bits_dense", "acc_bits_gap",
+            "memory_map", "MemoryMap", "estimate", "logic_features", "LUT_FEATURES",
+            "acc_bits_conv", "acc_bits_dense", "acc_bits_gap",
             "mac_array_inventory", "requantizer_inventory", "line_buffer_inventory",
             "conv2d_inventory", "depthwise_pointwise_inventory", "pool_activate_inventory",
             "dense_inventory", "global_avg_pool_inventory", "add_inventory",
@@ -803,7 +804,8 @@ FAMILIES = {
          _Ram(8, (16,), 64, byte=1, rom=False),                         # ... with byte mask
          _Ram(11, (2, 4, 8, 16), 64, ram=False)),                       # ... as a ROM
         rom_logic_cost=1 / 16,
-        lut_coef=(0.037, 1.414, 2.572, 0.101, 0.6, 0.0, 0.957, 0.166), ff_coef=(1.169, 0.068, 0.057)),
+        lut_coef=(0.037, 1.414, 2.572, 0.101, 0.6, 0.0, 0.957, 0.166),
+        ff_coef=(1.169, 0.068, 0.057)),
     "xilinx": _Family(
         "xilinx", _DspRule(a_max=25, b_max=18, a_partial=18, min_y=9, signed_only=True),
         (_Ram(14, (1, 2, 4, 9, 18), 129, units=0.5, byte=9),            # RAMB18 TDP

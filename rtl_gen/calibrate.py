@@ -31,7 +31,7 @@ from hwconv.errors import HwconvError
 from .emit import verilog_text
 from .synth import synthesize
 
-__all__ = ["Case", "stage_cases", "run_case", "calibrate", "fit", "format_table",
+__all__ = ["Case", "calibration_specs", "stage_cases", "run_case", "calibrate", "fit", "format_table",
            "error_pct", "main"]
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
@@ -64,8 +64,8 @@ class Case:
         return make_stage(dataclasses.replace(self.spec, folding=dict(self.folding)))
 
 
-def _specs():
-    """(network, stage spec) of the every-stage-kind network and the digits CNN."""
+def calibration_specs():
+    """(network, stage spec) pairs of the every-stage-kind network and the digits CNN."""
     rng = np.random.default_rng(0)
     net = zoo.every_stage_net()
     model = compiler.load(net, calibration=rng.normal(size=(4,) + net.input_shape))
@@ -82,7 +82,7 @@ def stage_cases(max_multipliers=256, per_stage=3, quick=False, kinds=None):
     keeps only those kinds (``"fifo"`` included).
     """
     cases, seen_kind = [], set()
-    for net, spec in _specs():
+    for net, spec in calibration_specs():
         if (kinds is not None and spec.kind not in kinds) or \
                 (quick and spec.kind in seen_kind):
             continue
@@ -352,7 +352,7 @@ def primitive_rows(device, workdir, memories=MEMORIES, multiplies=MULTIPLIES):
     dev = lookup_device(device)
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    mods, tops, expect = [], [], []
+    mods, expect = [], []
     for k, (w, d, rom, block) in enumerate(memories):
         name = f"mem{k}"
         mods.append(_memory_module(name, w, d, rom, block))

@@ -1,6 +1,7 @@
 """Design-space exploration: design points, the Pareto front, executors (local processes
 and Dask), budgets, failed re-scoring, the CLI and the report files."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -284,3 +285,32 @@ def test_unreachable_dask_scheduler_is_a_clear_error():
     with pytest.raises(HwconvError, match="cannot reach the Dask scheduler at "
                                           "tcp://127.0.0.1:9"):
         explore.dask_executor("tcp://127.0.0.1:9")
+
+
+def test_cost_accumulator_widths_equal_the_stages():
+    """The resource model sizes requantizer products from the accumulator widths the
+    stages derive; a change in a stage's bound must show up here."""
+    from hwconv.hw.dwpw import _folded_bias
+    from hwconv.hw.pipeline import make_stage
+
+    checked = set()
+    from rtl_gen.calibrate import calibration_specs
+
+    for _, spec in calibration_specs():
+        stage = make_stage(dataclasses.replace(spec, folding=mapper.foldings(spec)[0][0]))
+        ops = spec.ops
+        if spec.kind == "conv":
+            assert stage.acc_bits == cost.acc_bits_conv(ops["conv"])
+        elif spec.kind == "dense":
+            assert stage.acc_bits == cost.acc_bits_dense(ops["dense"])
+        elif spec.kind == "gap":
+            assert stage.acc_bits == cost.acc_bits_gap(ops["gap"], spec.in_shape)
+        elif spec.kind == "dwpw":
+            dw, pw = ops["dw"], ops["pw"]
+            assert _folded_bias(dw, dw.in_q)[1] == cost.acc_bits_conv(dw)
+            mid = ops["dw_act"].out_q if ops["dw_act"] is not None else dw.out_q
+            assert _folded_bias(pw, mid)[1] == cost.acc_bits_conv(pw, mid.dtype)
+        else:
+            continue
+        checked.add(spec.kind)
+    assert checked == {"conv", "dense", "gap", "dwpw"}
