@@ -31,8 +31,8 @@ from hwconv.errors import HwconvError
 from .emit import verilog_text
 from .synth import synthesize
 
-__all__ = ["Case", "calibration_specs", "stage_cases", "run_case", "calibrate", "fit", "format_table",
-           "error_pct", "main"]
+__all__ = ["Case", "calibration_specs", "stage_cases", "run_case", "calibrate", "fit",
+           "format_table", "summary", "write", "error_pct", "primitive_rows", "main"]
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
 
