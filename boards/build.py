@@ -353,7 +353,7 @@ def _timing(pnr, requested_mhz, board, log):
 def report_text(r):
     """The human-readable ``report.txt`` of a build report."""
     c, t, u, p = r["clock"], r["timing"], r["uart"], r["pipeline"]
-    lines = [f"hwconv board build: {r['model']} on {r['title']} ({r['device']})", ""]
+    lines = [f"hwconv board build: {r['model']} on the {r['title']}, part {r['device']}", ""]
     if c["pll"]:
         pll = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in c["pll"].items())
