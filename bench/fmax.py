@@ -3,10 +3,11 @@ Conv2D stage at three sizes, on ECP5 (LFE5U-85F-6, CABGA381) and iCE40 (UP5K, SG
 
 * digits on ECP5: the fastest design point ``hwconv explore`` finds within the part;
   digits on iCE40: the point with the fewest LUTs (the UP5K has 5280).
-* conv stages (3x3, "same", 16-bit requantization multipliers), one pixel value per
-  AXI4-Stream beat in and out (lane converters around the stage, so the ports fit the
-  SG48's IOs): small 8x8x2->2 at pe=simd=1, medium 16x16x4->4 at simd=2, large 16x16x8->8
-  at pe=simd=2.
+* conv stages (3x3, "same", 16-bit requantization multipliers, folded to pe=simd=1 so
+  all three fit the UP5K), one value per AXI4-Stream beat in and out (lane converters
+  around the stage, so the ports fit the SG48's IOs): small 8x8x2->2, medium
+  16x16x8->8, large 32x32x16->16 (weight ROM 4, 64, 256 rows; line buffer 16, 128, 512
+  words).
 
 Goal: >= 150 MHz for the digits pipeline on LFE5U-85F-6 (floor 100 MHz).  A design that
 does not fit or fails place-and-route is reported with the tool's message and log.
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hwconv import compiler, explore, transforms, zoo
+from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 from hwconv.ir import Conv2D, Network
 from rtl_gen.dse import emit_pipeline
@@ -34,8 +36,8 @@ from rtl_gen.synth import place_and_route, synthesize
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
 TARGET = {"ecp5-85f": 150.0, "ice40-up5k": 60.0}
 CONVS = {"small": ((8, 8, 2), 2, {"pe": 1, "simd": 1}),
-         "medium": ((16, 16, 4), 4, {"pe": 1, "simd": 2}),
-         "large": ((16, 16, 8), 8, {"pe": 2, "simd": 2})}
+         "medium": ((16, 16, 8), 8, {"pe": 1, "simd": 1}),
+         "large": ((32, 32, 16), 16, {"pe": 1, "simd": 1})}
 
 
 def digits_point(device):
@@ -68,6 +70,17 @@ def measure(name, compiled, device, work, seeds, pool):
         rep = synthesize(emit_pipeline(compiled, work), compiled.top, device, work)
     except HwconvError as e:
         return {"name": name, "device": device, "error": str(e)}
+    dev, t = lookup_device(device), rep.total
+    over = [f"{used:g} {what} > {have:g}" for used, have, what in
+            ((t.lut, dev.luts, "LUT"), (t.dsp, dev.dsp, "DSP"), (t.bram, dev.bram_blocks,
+                                                                  "BRAM"))
+            if used > have]
+    if over:
+        return {"name": name, "device": device, "resources": t.to_json(),
+                "multipliers": compiled.plan.multipliers, "notes": rep.notes,
+                "cycles_per_frame": compiled.plan.cycles_per_frame,
+                "error": f"does not fit {dev.part} (Yosys: {', '.join(over)}); "
+                         f"log: {rep.log}"}
     futures = [pool.submit(place_and_route, rep.netlist, device, work,
                            freq_mhz=TARGET[device], seed=s) for s in range(1, seeds + 1)]
     runs, errors = [], []
@@ -95,7 +108,7 @@ def report(res):
     usage = (f"{r['lut']} LUT {r['ff']} FF {r['dsp']} DSP {r['bram']:g} BRAM, "
              f"{res['multipliers']} mults" if r else "")
     if "median" not in res:
-        return f"{head} FAILED ({usage}): {res['error'][:300]}"
+        return f"{head} {'FAILED':>6}     ({usage}): {res['error'][:300]}"
     frm, to = res["critical"]
     return (f"{head} {res['median']:>6.1f} MHz (seeds {res['fmax']}; {usage}); "
             f"critical path (median seed) {frm} -> {to}")
@@ -106,21 +119,25 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--only", choices=["ecp5", "ice40"])
+    p.add_argument("--designs", default="digits,conv",
+                   help="comma-separated: digits, conv (default both)")
     p.add_argument("--keep", metavar="DIR", help="keep the Yosys/nextpnr folders here")
     args = p.parse_args(argv)
     base = Path(args.keep or tempfile.mkdtemp(prefix="hwconv-fmax-"))
     devices = [d for d in TARGET if args.only is None or d.startswith(args.only)]
     results = []
     with ProcessPoolExecutor(2) as pool:
+        designs = args.designs.split(",")
         for dev in devices:
-            c, point = digits_point(dev)
-            print(f"digits on {dev}: point #{point.id} {point.foldings} "
-                  f"({point.cycles_per_frame} cycles/frame, analytic {point.dsp} DSP "
-                  f"{point.lut} LUT)")
-            results.append(measure("digits", c, dev, base / f"digits_{dev}", args.seeds,
-                                    pool))
-            print(report(results[-1]), flush=True)
-            for size in CONVS:
+            if "digits" in designs:
+                c, point = digits_point(dev)
+                print(f"digits on {dev}: point #{point.id} {point.foldings} "
+                      f"({point.cycles_per_frame} cycles/frame, analytic {point.dsp} DSP "
+                      f"{point.lut} LUT)")
+                results.append(measure("digits", c, dev, base / f"digits_{dev}",
+                                        args.seeds, pool))
+                print(report(results[-1]), flush=True)
+            for size in CONVS if "conv" in designs else ():
                 results.append(measure(f"conv_{size}", conv_compiled(size, dev), dev,
                                        base / f"conv_{size}_{dev}", args.seeds, pool))
                 print(report(results[-1]), flush=True)

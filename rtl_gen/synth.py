@@ -184,7 +184,11 @@ def _classic_abc_script(dev, top, hier, json_name):
                 f"techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
                 f"synth_ecp5 -top {top} {hier} -run map_cells: -json {json_name}")
     if dev.family == "ice40":
-        return f"synth_ice40 -top {top} {hier} -noabc -json {json_name}"
+        return (f"synth_ice40 -top {top} {hier} -run begin:map_luts; "
+                f"techmap -map +/ice40/latches_map.v; abc -dress -lut 4; "
+                f"ice40_wrapcarry -unwrap; techmap -map +/ice40/ff_map.v; clean; "
+                f"opt_lut -tech ice40; synth_ice40 -top {top} {hier} -run map_cells: "
+                f"-json {json_name}")
     return (f"synth_xilinx -top {top} {hier} -run begin:map_luts; "
             f"opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5; clean; "
             f"xilinx_srl -fixed -minlen 3; techmap -map +/xilinx/lut_map.v "
