@@ -293,9 +293,6 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # -- primitives: memories and multipliers alone ------------------------------------------
 
@@ -399,3 +396,7 @@ def primitive_rows(device, workdir, memories=MEMORIES, multiplies=MULTIPLIES):
                                 for k in ("dsp", "bram", "lutram")}
         rows.append(row)
     return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
