@@ -129,7 +129,7 @@ class Compiled:
 
 
 def compile(model, *, clock_mhz=100.0, fps=None, max_multipliers=None, in_lanes=None,
-            out_lanes=1, top="hwconv_top", **load_options):
+            out_lanes=1, top="hwconv_top", backend="generic", **load_options):
     """Transform and map ``model`` (anything :func:`load` takes, or a :class:`Model`).
 
     Parameters
@@ -142,11 +142,16 @@ def compile(model, *, clock_mhz=100.0, fps=None, max_multipliers=None, in_lanes=
         Multiplier budget (MAC arrays).
     in_lanes, out_lanes : int
         Values per AXI4-Stream beat (default: one whole pixel in, one value out).
+    backend : str
+        Multiplier back end: ``generic`` (behavioural, any tool), ``ecp5``
+        (MULT18X18D), ``ice40`` (SB_MAC16) or ``xilinx`` (DSP48E1); see
+        :mod:`hwconv.hw.dsp`.
     """
     if not isinstance(model, Model):
         model = load(model, **load_options)
     qnet, report = transforms.pool_before_activate(model.qnet)
-    plan = mapper.plan(qnet, clock_mhz=clock_mhz, fps=fps, max_multipliers=max_multipliers)
+    plan = mapper.plan(qnet, clock_mhz=clock_mhz, fps=fps, max_multipliers=max_multipliers,
+                       backend=backend)
     plan.report = list(model.report) + list(report)
     c_in = qnet.input_shape[-1]
     in_lanes = c_in if in_lanes is None else in_lanes

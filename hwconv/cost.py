@@ -34,11 +34,40 @@ from .errors import HwconvError
 from .ir import normalize_padding, pair
 
 __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
-           "pool_activate", "depthwise_pointwise", "position_cycles", "REQUANT_LATENCY",
+           "pool_activate", "depthwise_pointwise", "position_cycles", "mul_latency", "requant_latency", "SLICE_LATENCY",
            "ACTIVATE_LATENCY"]
 
-#: Register stages of :class:`hwconv.hw.requant.Requantizer`.
-REQUANT_LATENCY = 3
+#: Signed operand widths (A, B) of each multiplier back end's DSP cell
+#: (:mod:`hwconv.hw.dsp`); ``generic`` leaves multiplies to the synthesis tool.
+DSP_PORTS = {"generic": None, "ecp5": (18, 18), "ice40": (16, 16), "xilinx": (25, 18)}
+#: Enabled clock edges from a weight ROM's address to its data (read + output register).
+WEIGHT_ROM_LATENCY = 2
+#: Clock-enabled register stages of one vendor DSP cell (input, pipeline and output
+#: registers; :mod:`hwconv.hw.dsp`).
+MUL_LATENCY = 3
+
+
+def mul_latency(backend):
+    """Register stages of one product of 8-bit operands on ``backend``: the DSP cell's
+    three, or one product register on ``generic`` (fabric multipliers gain little from
+    more, and each costs a product's width of flip-flops)."""
+    _check_backend("multiply", backend)
+    return 1 if DSP_PORTS[backend] is None else MUL_LATENCY
+
+
+def requant_mul_latency(backend):
+    """Register stages the requantizer gives its product: a product of up to four DSP
+    cells (``MUL_LATENCY`` plus two adder levels) on a vendor back end."""
+    return mul_latency(backend) + (0 if DSP_PORTS[backend] is None else 2)
+
+
+def requant_latency(backend):
+    """Register stages of :class:`hwconv.hw.requant.Requantizer`: the product, then
+    round-and-shift, clamp and zero point (1 each), then the output register slice."""
+    return SLICE_LATENCY + requant_mul_latency(backend) + 3
+#: Cycles of the register slice after every stage of a pipeline
+#: (:class:`hwconv.hw.fifo.RegisterSlice`).
+SLICE_LATENCY = 1
 #: Register stages of the activation unit in :mod:`hwconv.hw.pool`.
 ACTIVATE_LATENCY = 3
 
@@ -237,8 +266,9 @@ def window_cycles(geo, folds=1):
 
 # -- line buffer and convolution (hwconv.hw.linebuffer, .conv) ----------------------
 
-#: Register stages of the line buffer from an input beat to its window.
-LINEBUFFER_STAGES = 2
+#: Register stages of the line buffer from an input beat to its window: slot choice,
+#: memory read, memory output register (block RAM read data is slow), window.
+LINEBUFFER_STAGES = 3
 
 
 def line_buffer(geo):
@@ -284,14 +314,45 @@ def _check_weights(stage, op, name="weights"):
                           f"(range {int(op.weight.min())}..{int(op.weight.max())})")
 
 
-def mac_depth(terms, levels_per_stage, mul_stages):
-    """Register stages of :class:`hwconv.hw.mac.MacArray` from a step to its output."""
+def mac_depth(terms, levels_per_stage, backend="generic"):
+    """Register stages of :class:`hwconv.hw.mac.MacArray` from an input beat to its
+    output: weight ROM read (2), product (:func:`mul_latency`), adder tree, accumulator."""
     levels = (terms - 1).bit_length()
     tree = (levels - 1) // levels_per_stage if levels_per_stage and levels else 0
-    return 1 + mul_stages + tree + 1
+    return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 1
 
 
-def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+def dsp_cells(backend, a_bits, b_bits):
+    """Vendor DSP cells of one multiply of signed ``a_bits`` by signed ``b_bits``
+    operands on multiplier back end ``backend`` (0 for ``generic``): operands wider than
+    the cell's ports split into limbs of one bit less (unsigned) plus a signed top limb."""
+    _check_backend("multiply", backend)
+    ports = DSP_PORTS[backend]
+    if ports is None:
+        return 0
+    return len(operand_limbs(a_bits, ports[0])) * len(operand_limbs(b_bits, ports[1]))
+
+
+def operand_limbs(bits, port):
+    """``[(offset, width, signed)]`` limbs of a ``bits``-wide signed operand that each fit
+    a ``port``-bit signed input: unsigned low limbs of ``port - 1`` bits, a signed top."""
+    if port is None or bits <= port:
+        return [(0, bits, True)]
+    out, off = [], 0
+    while bits - off > port:
+        out.append((off, port - 1, False))
+        off += port - 1
+    out.append((off, bits - off, True))
+    return out
+
+
+def _check_backend(stage, backend):
+    if backend not in DSP_PORTS:
+        raise HwconvError(f"{stage}: unknown multiplier back end {backend!r}; choose one "
+                          f"of {', '.join(DSP_PORTS)}")
+
+
+def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.conv.Conv2D` for ``op`` (a QConv2D, ``groups == 1``).
 
     ``G = C / simd`` window beats per output position, each held ``F = O / pe`` cycles.
@@ -309,7 +370,7 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
     _check_divides(stage, "simd", simd, cg, "input channels")
     _check_divides(stage, "pe", pe, o, "output channels")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
-    _check_int(stage, "mul_stages", mul_stages, 1)
+    _check_backend(stage, backend)
     geo = conv_window(stage, op, in_shape, simd)
     g, f = cg // simd, o // pe
     oh, ow, _ = geo.out_shape
@@ -318,8 +379,8 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
     # The first window beat enters the MAC array at the line buffer's latency; without a
     # line buffer the input beat itself is held, so its transfer is F - 1 steps late.
     start = lb.latency if lb else 1 - f
-    latency = start + (g - 1) * f + mac_depth(terms, levels_per_stage, mul_stages) + \
-        REQUANT_LATENCY
+    latency = start + (g - 1) * f + mac_depth(terms, levels_per_stage, backend) + \
+        requant_latency(backend)
     return StageCost(
         cycles_per_frame=window_cycles(geo, f) if lb else oh * ow * g * f,
         multipliers=pe * terms, latency=latency,
@@ -339,7 +400,7 @@ ADD_LATENCY = 3
 SKIP_FIFO_READ_LATENCY = 2
 
 
-def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dense.Dense` for ``op`` (a QDense, weights ``(O, N)``).
 
     ``N / simd`` input beats, swept ``O / pe`` times (the first sweep as they arrive, the
@@ -356,16 +417,17 @@ def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
     _check_divides(stage, "simd", simd, in_shape[-1],
                    "inputs" if len(in_shape) == 1 else "channels of the feature map")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
-    _check_int(stage, "mul_stages", mul_stages, 1)
+    _check_backend(stage, backend)
     ni, no = n // simd, o // pe
     return StageCost(
         cycles_per_frame=ni * no, multipliers=pe * simd,
-        latency=ni - 1 + mac_depth(simd, levels_per_stage, mul_stages) + REQUANT_LATENCY,
+        latency=SLICE_LATENCY + ni - 1 + mac_depth(simd, levels_per_stage, backend) +
+        requant_latency(backend),
         weight_words=o * n, macs_per_frame=o * n, requant_multipliers=pe,
         buffer_words=n if no > 1 else 0)
 
 
-def global_avg_pool(op, in_shape, lanes=1):
+def global_avg_pool(op, in_shape, lanes=1, *, backend="generic"):
     """:class:`hwconv.hw.gap.GlobalAvgPool`: one input beat per cycle, ``C`` accumulators.
 
     The first output beat follows the first beat of the frame's last pixel by one
@@ -379,7 +441,7 @@ def global_avg_pool(op, in_shape, lanes=1):
     _check_divides(stage, "lanes", lanes, c, "channels")
     groups = c // lanes
     return StageCost(cycles_per_frame=h * w * groups, multipliers=0,
-                     latency=(h * w - 1) * groups + 1 + REQUANT_LATENCY,
+                     latency=(h * w - 1) * groups + 1 + requant_latency(backend),
                      requant_multipliers=lanes, buffer_words=c)
 
 
@@ -524,7 +586,7 @@ def position_cycles(geo, per_position):
 
 
 def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, pw_pe=1, *,
-                        levels_per_stage=1, mul_stages=1):
+                        levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dwpw.DepthwisePointwise`.
 
     The pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe)`` cycles per pixel and
@@ -568,7 +630,7 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
     _check_divides(stage, "pw_simd", pw_simd, cm, "intermediate channels")
     _check_divides(stage, "pw_pe", pw_pe, o, "output channels")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
-    _check_int(stage, "mul_stages", mul_stages, 1)
+    _check_backend(stage, backend)
     geo = conv_window(stage, dw, in_shape, dw_simd)
     oh, ow, _ = geo.out_shape
     g, mult, kk = c // dw_simd, cm // c, kh * kw
@@ -580,15 +642,15 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
     # [-> activation]
     dlanes = dw_simd * mult
     lat = (line_buffer(geo).latency if windowed else 0) + \
-        mac_depth(kk, levels_per_stage, mul_stages) + REQUANT_LATENCY
+        mac_depth(kk, levels_per_stage, backend) + requant_latency(backend)
     if dw_act is not None and not dw_act.is_clamp:
         lat += activation_latency(dw_act)
     relane = 0
     if pw_simd != dlanes:       # lane converter, and a holding register when gathering
         lat += math.lcm(dlanes, pw_simd) // dlanes + (dlanes % pw_simd != 0)
         relane = math.lcm(dlanes, pw_simd) + (pw_simd if dlanes % pw_simd else 0)
-    lat += per_pixel - (o // pw_pe) + mac_depth(pw_simd, levels_per_stage, mul_stages) + \
-        REQUANT_LATENCY
+    lat += per_pixel - (o // pw_pe) + SLICE_LATENCY + \
+        mac_depth(pw_simd, levels_per_stage, backend) + requant_latency(backend)
     if pw_act is not None and not pw_act.is_clamp:
         lat += activation_latency(pw_act)
     return StageCost(
@@ -666,6 +728,30 @@ class Multiply:
     b_signed: bool = True
     const: int | None = None
     count: int = 1
+    #: vendor DSP cells per product when a back end instantiates them (:func:`dsp_cells`);
+    #: ``None`` when the synthesis tool infers the multiply
+    cells: int | None = None
+
+
+def multiply(backend, a_bits, b_bits, a_signed=True, b_signed=True, const=None, count=1):
+    """:class:`Multiply` as :func:`hwconv.hw.dsp.multiply` builds it on ``backend``:
+    a vendor back end instantiates :func:`dsp_cells` per product, except for constants
+    that are wiring (0, +-2**k)."""
+    cells = None
+    if DSP_PORTS[backend] is not None:
+        cells = 0 if const is not None and _const_is_shift(const) else \
+            dsp_cells(backend, a_bits + (not a_signed), b_bits + (not b_signed))
+    return Multiply(a_bits, b_bits, a_signed, b_signed, const=const, count=count,
+                    cells=cells)
+
+
+def _mul_ff(backend, a_bits, b_bits, pbits):
+    """Fabric flip-flops of one registered product: the product register on the generic
+    back end; inside the DSP cell otherwise (iCE40 keeps its third register in the
+    fabric)."""
+    if DSP_PORTS[backend] is None:
+        return pbits
+    return pbits if backend == "ice40" else 0
 
 
 @dataclass(frozen=True)
@@ -862,6 +948,8 @@ def _mul2dsp(rule, a, b, a_signed, b_signed, top):
 
 def dsp_blocks(mul, family):
     """DSP cells for :class:`Multiply` ``mul`` on ``family`` (all ``count`` of them)."""
+    if mul.cells is not None:
+        return mul.count * mul.cells
     fam = _family(family)
     if fam.dsp is None or (mul.const is not None and _const_is_shift(mul.const)):
         return 0
@@ -875,6 +963,8 @@ def dsp_blocks(mul, family):
 
 def _soft_products(mul, family):
     """Partial products of ``mul`` built from LUTs (0 where it maps to DSP or wiring)."""
+    if mul.cells is not None:
+        return 0
     if mul.const is not None:
         if _const_is_shift(mul.const):
             return 0
@@ -1031,7 +1121,7 @@ def _tree_bits(terms, width, levels_per_stage):
 
 
 def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc_bits,
-                        *, banked, levels_per_stage=1, mul_stages=1, const_pairs=None):
+                        *, banked, levels_per_stage=1, backend="generic", const_pairs=None):
     """:class:`hwconv.hw.mac.MacArray`: ``pe`` lanes of ``terms`` products.
 
     ``steps`` weight rows (a ROM of ``pe * terms`` weights when more than one); with a
@@ -1041,20 +1131,22 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     a_bits, a_signed = _operand(in_dtype)
     pbits = (_elem_value_bound(in_dtype) << (wbits - 1)).bit_length() + 1
     if steps > 1:
-        muls = (Multiply(a_bits, wbits, a_signed, True, count=pe * terms),)
+        muls = (multiply(backend, a_bits, wbits, a_signed, True, count=pe * terms),)
         mems = (Storage(pe * terms * wbits, steps, rom=True),)
         live = pe * terms
+        rom_ff = pe * terms * wbits             # the ROM's output register
     else:
         pairs = const_pairs or {}
-        muls = tuple(Multiply(a_bits, wbits, a_signed, True, const=w, count=n)
+        muls = tuple(multiply(backend, a_bits, wbits, a_signed, True, const=w, count=n)
                      for w, n in pairs.items() if w != 0)
         mems = ()
         live = sum(n for w, n in pairs.items() if w != 0)
+        rom_ff = 0
     adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
     ctrl = 4 + _clog2(max(out_groups, 2))
-    stages = 1 + mul_stages + (tree_regs > 0)
-    ff = (n_in * 8 + pe * tree_regs + pe * acc_bits + ctrl * stages
-          + 3 * _clog2(max(steps, 2)))
+    stages = WEIGHT_ROM_LATENCY + mul_latency(backend) + (tree_regs > 0)
+    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + pe * acc_bits
+          + ctrl * stages + 3 * _clog2(max(steps, 2)))
     mux = 0
     if banked:
         ff += out_groups * pe * acc_bits
@@ -1062,43 +1154,52 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
     return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
-                     mul_ff=live * pbits * mul_stages, ctrl=20)
+                     mul_ff=live * _mul_ff(backend, a_bits, wbits, pbits), ctrl=20)
 
 
-def requantizer_inventory(requant, channels, lanes, acc_bits):
-    """:class:`hwconv.hw.requant.Requantizer`: one ``acc x multiplier`` product per lane,
-    rounding shift, zero point and clamp.  A lane whose channels share one multiplier
-    multiplies by a constant; otherwise by a table entry as wide as its largest one."""
-    return _memo(requant, ("requant", channels, lanes, acc_bits),
-                 lambda: _requantizer_inventory(requant, channels, lanes, acc_bits))
-
-
-def _requantizer_inventory(requant, channels, lanes, acc_bits):
-    groups = channels // lanes
+def requant_multipliers(requant, channels):
+    """Per-channel multipliers with every shift folded in, and the common shift:
+    ``(M_c << (S - s_c), S)`` with ``S = max(s_c)`` (as
+    :class:`hwconv.hw.requant.Requantizer` builds them)."""
     mult = np.broadcast_to(np.asarray(requant.multiplier, dtype=np.int64).ravel(),
                            (channels,)) if np.size(requant.multiplier) == 1 else \
         np.asarray(requant.multiplier, dtype=np.int64).ravel()
     shift = np.broadcast_to(np.asarray(requant.shift, dtype=np.int64).ravel(),
                             (channels,)) if np.size(requant.shift) == 1 else \
         np.asarray(requant.shift, dtype=np.int64).ravel()
-    by_lane = mult.reshape(groups, lanes)       # channel g * lanes + l
-    hi, lo = by_lane.max(axis=0), by_lane.min(axis=0)
+    top = int(shift.max())
+    return [int(m) << (top - int(sh)) for m, sh in zip(mult, shift)], top
+
+
+def requantizer_inventory(requant, channels, lanes, acc_bits, backend="generic"):
+    """:class:`hwconv.hw.requant.Requantizer`: one ``acc x multiplier`` product per lane
+    (a lane whose channels share one multiplier multiplies by a constant; otherwise by a
+    table entry as wide as its largest one), a constant rounding shift, clamp and zero
+    point."""
+    return _memo(requant, ("requant", channels, lanes, acc_bits, backend),
+                 lambda: _requantizer_inventory(requant, channels, lanes, acc_bits,
+                                                backend))
+
+
+def _requantizer_inventory(requant, channels, lanes, acc_bits, backend):
+    groups = channels // lanes
+    mult, _ = requant_multipliers(requant, channels)
+    width = max(1, max(mult).bit_length())
+    by_lane = np.array(mult, dtype=object).reshape(groups, lanes)   # channel g*lanes+l
     kinds = {}
-    for h, same in zip(hi.tolist(), (hi == lo).tolist()):
-        key = (h.bit_length() + 1, h if same else None)
-        kinds[key] = kinds.get(key, 0) + 1
-    muls = tuple(Multiply(acc_bits, b, True, True, const=c, count=n)
-                 for (b, c), n in sorted(kinds.items(), key=str))
-    prod_bits = acc_bits + requant.mult_bits + 1
-    shift_bits = _clog2(int(shift.max()) + 1)
-    s_lane = shift.reshape(groups, lanes)
-    varying = int((s_lane.max(axis=0) != s_lane.min(axis=0)).sum())
-    mux = varying * prod_bits * shift_bits                      # barrel shifters
-    if groups > 1:
-        mux += lanes * (requant.mult_bits + 2 * shift_bits)     # per-group tables
-    ff = lanes * (prod_bits + 8) + 6 + _clog2(max(groups, 2))
-    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 3 * 10), mux=mux,
-                     mul_ff=lanes * prod_bits, ctrl=5)
+    for lane in range(lanes):
+        col = by_lane[:, lane].tolist()
+        const = col[0] if len(set(col)) == 1 else None
+        kinds[const] = kinds.get(const, 0) + 1
+    muls = tuple(multiply(backend, acc_bits, width, True, False, const=c, count=n)
+                 for c, n in sorted(kinds.items(), key=str))
+    prod_bits = acc_bits + width + 1
+    mux = kinds.get(None, 0) * width                              # multiplier tables
+    ff = lanes * (width * (kinds.get(None, 0) > 0) + 2 * 10 + 8) \
+        + 2 * requant_latency(backend)
+    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 2 * 10 + 8), mux=mux,
+                     mul_ff=lanes * _mul_ff(backend, acc_bits, width + 1, prod_bits),
+                     ctrl=5)
 
 
 def line_buffer_inventory(geo):
@@ -1129,7 +1230,7 @@ def _const_pairs(weights, inputs):
     return dict(zip(values.tolist(), counts.tolist()))
 
 
-def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.conv.Conv2D` (line buffer, MAC array, requantizer)."""
     o, kh, kw, c = op.weight.shape
     geo = conv_window("Conv2D", op, in_shape, simd)
@@ -1142,8 +1243,8 @@ def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stag
                                                         [range(terms)] * o))
     inv = mac_array_inventory(op.in_q.dtype, pe, terms, terms, g * f, f, op.weight_bits,
                               acc, banked=g > 1, levels_per_stage=levels_per_stage,
-                              mul_stages=mul_stages, const_pairs=pairs)
-    inv += requantizer_inventory(op.requant, o, pe, acc)
+                              backend=backend, const_pairs=pairs)
+    inv += requantizer_inventory(op.requant, o, pe, acc, backend)
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     return inv
@@ -1165,7 +1266,7 @@ def _activation_inventory(act, lanes):
 
 
 def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1,
-                                  pw_pe=1, *, levels_per_stage=1, mul_stages=1):
+                                  pw_pe=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dwpw.DepthwisePointwise`."""
     c = in_shape[2]
     cm, kh, kw, _ = dw.weight.shape
@@ -1181,9 +1282,9 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
             [[t * dw_simd + p // mult for t in range(kk)] for p in range(dlanes)]))
     inv = mac_array_inventory(dw.in_q.dtype, dlanes, kk, kk * dw_simd, groups, groups,
                               dw.weight_bits, dacc, banked=False,
-                              levels_per_stage=levels_per_stage, mul_stages=mul_stages,
+                              levels_per_stage=levels_per_stage, backend=backend,
                               const_pairs=pairs)
-    inv += requantizer_inventory(dw.requant, cm, dlanes, dacc)
+    inv += requantizer_inventory(dw.requant, cm, dlanes, dacc, backend)
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     if dw_act is not None and not dw_act.is_clamp:
@@ -1201,9 +1302,9 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
                                                         [range(pw_simd)] * o))
     inv += mac_array_inventory(mid_dtype, pw_pe, pw_simd, pw_simd, g * f, f,
                                pw.weight_bits, pacc, banked=g > 1,
-                               levels_per_stage=levels_per_stage, mul_stages=mul_stages,
+                               levels_per_stage=levels_per_stage, backend=backend,
                                const_pairs=pairs)
-    inv += requantizer_inventory(pw.requant, o, pw_pe, pacc)
+    inv += requantizer_inventory(pw.requant, o, pw_pe, pacc, backend)
     if pw_act is not None and not pw_act.is_clamp:
         inv += _activation_inventory(pw_act, pw_pe)
     return inv
@@ -1223,7 +1324,7 @@ def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1)
                            adder=(taps - 1) * lanes * 9, mux=(taps - 1) * lanes * 8)
 
 
-def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stages=1):
+def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dense.Dense`: weight ROM, input vector buffer, MAC lanes."""
     o, n = op.weight.shape
     ni, no = n // simd, o // pe
@@ -1235,23 +1336,25 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, mul_stage
         mems.append(Storage(simd * 8, ni))
     adders, tree_regs = _tree_bits(simd, pbits, levels_per_stage)
     ctrl = 5 + _clog2(max(no, 2))
-    ff = (simd * 8 + pe * tree_regs + pe * acc + ctrl * (2 + mul_stages)
+    ff = (WEIGHT_ROM_LATENCY * simd * 8 + pe * simd * op.weight_bits + pe * tree_regs
+          + pe * acc + ctrl * (WEIGHT_ROM_LATENCY + mul_latency(backend))
           + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
-    inv = Inventory((Multiply(a_bits, op.weight_bits, a_signed, True, count=pe * simd),),
+    inv = Inventory((multiply(backend, a_bits, op.weight_bits, a_signed, True,
+                              count=pe * simd),),
                     tuple(mems), ff=ff, adder=pe * (adders + acc),
                     mux=simd * 8 * (no > 1) + pe * acc * (no > 1),
-                    mul_ff=pe * simd * pbits * mul_stages)
-    return inv + requantizer_inventory(op.requant, o, pe, acc)
+                    mul_ff=pe * simd * _mul_ff(backend, a_bits, op.weight_bits, pbits))
+    return inv + requantizer_inventory(op.requant, o, pe, acc, backend)
 
 
-def global_avg_pool_inventory(op, in_shape, lanes=1):
+def global_avg_pool_inventory(op, in_shape, lanes=1, *, backend="generic"):
     """:class:`hwconv.hw.gap.GlobalAvgPool`: a bank of ``C`` accumulators."""
     h, w, c = in_shape
     acc = acc_bits_gap(op, in_shape)
     groups = c // lanes
     inv = Inventory(ff=(groups + 1) * lanes * acc + _clog2(h * w + 1) + _clog2(groups + 1),
                     adder=lanes * acc, mux=lanes * acc)
-    return inv + requantizer_inventory(op.requant, c, lanes, acc)
+    return inv + requantizer_inventory(op.requant, c, lanes, acc, backend)
 
 
 def add_inventory(op, in_shape, lanes=1, skip_depth=SKIP_FIFO_READ_LATENCY + 1):

@@ -51,20 +51,23 @@ PREFERENCES = ("multipliers", "dsp", "bram", "lut")
 LUTRAM_LUTS = {"ecp5": 2, "ice40": 0, "xilinx": 4}
 
 
-def stage_inventory(spec, folding):
-    """:class:`hwconv.cost.Inventory` of stage ``spec`` at ``folding``."""
+def stage_inventory(spec, folding, backend="generic"):
+    """:class:`hwconv.cost.Inventory` of stage ``spec`` at ``folding``, its multiplies
+    built by ``backend``."""
     ops, shape = spec.ops, spec.in_shape
     if spec.kind == "conv":
-        return cost.conv2d_inventory(ops["conv"], shape, **folding)
+        return cost.conv2d_inventory(ops["conv"], shape, backend=backend, **folding)
     if spec.kind == "dwpw":
         return cost.depthwise_pointwise_inventory(ops["dw"], ops["dw_act"], ops["pw"],
-                                                  ops["pw_act"], shape, **folding)
+                                                  ops["pw_act"], shape, backend=backend,
+                                                  **folding)
     if spec.kind == "pool_activate":
         return cost.pool_activate_inventory(ops["pool"], ops["act"], shape, **folding)
     if spec.kind == "dense":
-        return cost.dense_inventory(ops["dense"], shape, **folding)
+        return cost.dense_inventory(ops["dense"], shape, backend=backend, **folding)
     if spec.kind == "gap":
-        return cost.global_avg_pool_inventory(ops["gap"], shape, **folding)
+        return cost.global_avg_pool_inventory(ops["gap"], shape, backend=backend,
+                                              **folding)
     if spec.kind == "add":
         return cost.add_inventory(ops["add"], shape, **folding)
     raise ValueError(f"unknown stage kind {spec.kind!r}")
@@ -130,7 +133,7 @@ def _pareto_rows(keys):
     return sorted(kept)
 
 
-def score_stage(spec, family):
+def score_stage(spec, family, backend="generic"):
     """Score every valid folding of ``spec`` on ``family``; keep the useful ones.
 
     A folding is kept when no other is at least as good in cycles, multipliers, DSP,
@@ -147,7 +150,7 @@ def score_stage(spec, family):
             c = mapper.stage_cost(spec, kw)
         except HwconvError:
             continue
-        e = cost.estimate(stage_inventory(spec, kw), family)
+        e = cost.estimate(stage_inventory(spec, kw, backend), family)
         probe = dataclasses.replace(spec, folding=kw)
         rows.append((c.cycles_per_frame, c.multipliers, c.requant_multipliers, c.latency,
                      e.dsp, e.bram, e.lut + LUTRAM_LUTS[family] * e.lutram, e.ff, e.lutram,
@@ -450,6 +453,8 @@ class Exploration:
         Wall seconds per phase and ``points_per_s`` of the analytic sweep.
     errors : list of str
         Work that failed without stopping the sweep (a variant, a chunk of targets).
+    backend : str
+        Multiplier back end the points were scored with and are built with.
     """
 
     device: object
@@ -462,6 +467,7 @@ class Exploration:
     spaces: list = field(default_factory=list, repr=False)
     models: list = field(default_factory=list, repr=False)
     errors: list = field(default_factory=list)
+    backend: str = "generic"
 
     @property
     def n_points(self):
@@ -471,13 +477,14 @@ class Exploration:
         """The :class:`~hwconv.compiler.Compiled` pipeline of a front ``point``."""
         k = self.variants.index(point.variant)
         model, qnet = self.models[k]
-        return compile_point(model, qnet, point.foldings, clock_mhz=self.clock_mhz, top=top)
+        return compile_point(model, qnet, point.foldings, clock_mhz=self.clock_mhz, top=top,
+                             backend=self.backend)
 
 
 # -- building pipelines of points -------------------------------------------------------
 
 def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
-                  in_lanes=None, out_lanes=1):
+                  in_lanes=None, out_lanes=1, backend="generic"):
     """A :class:`~hwconv.compiler.Compiled` for ``qnet`` (already transformed, as in a
     :class:`Space`) with every stage at ``foldings[stage name]``; the input port carries
     ``in_lanes`` values per beat (default: a whole pixel, as :func:`hwconv.compile`)."""
@@ -486,7 +493,7 @@ def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
         s.folding = dict(foldings[s.name])
         s.cost = mapper.stage_cost(s, s.folding)
     mapper.size_fifos(stages, qnet.input_name)
-    plan = mapper.Plan(stages, clock_mhz)
+    plan = mapper.Plan(stages, clock_mhz, backend=backend)
     in_lanes = qnet.input_shape[-1] if in_lanes is None else in_lanes
     return Compiled(model, qnet, plan, in_lanes=in_lanes, out_lanes=out_lanes, top=top)
 
@@ -574,7 +581,8 @@ def _variants(model, calibration, fuse):
     return [("as loaded", load(model, calibration=calibration))]
 
 
-def build_spaces(models, family, executor, *, progress=True, errors=None):
+def build_spaces(models, family, executor, *, progress=True, errors=None,
+                 backend="generic"):
     """Score every stage of every variant (one task per stage); returns the spaces and
     the transformed networks.  A variant with a stage that cannot be scored is left out
     and its error appended to ``errors`` (raised when no variant is left or ``errors``
@@ -584,7 +592,7 @@ def build_spaces(models, family, executor, *, progress=True, errors=None):
         qnet, _ = transforms.pool_before_activate(model.qnet)
         stages = mapper.group_stages(qnet)
         variants.append((label, model, qnet, stages, len(calls)))
-        calls += [(score_stage, (s, family)) for s in stages]
+        calls += [(score_stage, (s, family, backend)) for s in stages]
     scored = gather(executor, calls, "score stage foldings", progress)
     spaces, nets, failures = [], [], []
     for label, model, qnet, stages, first in variants:
@@ -611,7 +619,7 @@ def _chunks(values, n):
 def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
             workers=None, budget=None, fuse=("never", "pays", "always"), rescore=None,
             rescore_limit=None, rescore_dir=None, rescore_options=None, device_limits=True,
-            progress=True):
+            progress=True, backend="generic"):
     """Sweep the foldings of ``model`` on ``device``; return the :class:`Exploration`.
 
     Parameters
@@ -628,6 +636,8 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         (shut down afterwards; a caller's executor is left running).
     budget : dict, optional
         ``dsp`` / ``bram`` / ``lut`` / ``ff`` limits narrower than the device's.
+    backend : str
+        Multiplier back end the points are scored (and built) with.
     device_limits : bool
         ``False`` drops the device's own limits (only ``budget`` applies): the front of a
         network too big for the part, scored with the part's family.
@@ -670,7 +680,7 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         t1 = time.perf_counter()
         errors = []
         spaces, nets = build_spaces(models, family, executor, progress=progress,
-                                    errors=errors)
+                                    errors=errors, backend=backend)
         timings["score_stages_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         nworkers = workers or getattr(executor, "_max_workers", None) or 2
@@ -690,7 +700,8 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         points["front"] = np.zeros(n, dtype=bool)
         points["front"][front_idx] = True
         result = Exploration(dev, clock, limits, front, points,
-                             [sp.variant for sp in spaces], timings, spaces, nets, errors)
+                             [sp.variant for sp in spaces], timings, spaces, nets, errors,
+                             backend)
         if rescore is not None:
             t3 = time.perf_counter()
             _rescore(result, rescore, executor, rescore_limit, progress, rescore_dir,
@@ -773,7 +784,7 @@ def _rescore(result, rescore, executor, limit, progress, base, options):
         model, qnet = result.models[k]
         job = {"model": model, "qnet": qnet, "foldings": p.foldings,
                "device": result.device.name, "clock_mhz": result.clock_mhz,
-               "point": p.id, **options}
+               "backend": result.backend, "point": p.id, **options}
         if base is not None:
             job["workdir"] = str(Path(base) / f"point{p.id:02d}")
         calls.append((rescore, (job,)))

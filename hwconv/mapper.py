@@ -296,7 +296,8 @@ def size_fifos(stages, input_name):
             depth = cost.skip_fifo_depth(main + _CONVERTER_SLACK, skip)
             s.folding = dict(s.folding, skip_depth=depth)
             s.cost = stage_cost(s, s.folding)
-        lat[s.output] = start + s.in_fifo + s.cost.latency + _CONVERTER_SLACK
+        lat[s.output] = start + s.in_fifo + s.cost.latency + cost.SLICE_LATENCY + \
+            _CONVERTER_SLACK
 
 
 @dataclass
@@ -306,6 +307,8 @@ class Plan:
     stages: list
     clock_mhz: float
     report: list = field(default_factory=list)
+    #: multiplier back end of every stage (:data:`hwconv.cost.DSP_PORTS`)
+    backend: str = "generic"
 
     @property
     def bottleneck(self):
@@ -326,11 +329,12 @@ class Plan:
     @property
     def latency(self):
         """Cycles from a frame's first input beat to its first output beat (bound: the
-        sum of the stage latencies along the longest path)."""
+        sum of the stage latencies, each with its output's register slice, along the
+        longest path)."""
         lat = {}
         for s in self.stages:
             lat[s.output] = max((lat.get(t, 0) for t in s.inputs), default=0) + \
-                s.cost.latency
+                s.cost.latency + cost.SLICE_LATENCY
         return lat[self.stages[-1].output]
 
     def _producer_lanes(self, spec):
@@ -369,7 +373,7 @@ class Plan:
         last = self.stages[-1]
         return {
             "hwconv_version": __version__, "model": model, "top": top,
-            "clock_mhz": self.clock_mhz,
+            "clock_mhz": self.clock_mhz, "backend": self.backend,
             "input": io(qnet.input_name, qnet.input_shape, in_lanes),
             "output": io(last.output, last.out_shape, out_lanes),
             "transforms": [str(c) for c in self.report],
@@ -446,8 +450,10 @@ def choose_folding(stages, *, target_cycles=None, max_multipliers=None):
     return stages
 
 
-def plan(qnet, *, clock_mhz=100.0, fps=None, max_multipliers=None):
-    """Map ``qnet`` to a :class:`Plan` meeting ``fps`` at ``clock_mhz`` (or max speed)."""
+def plan(qnet, *, clock_mhz=100.0, fps=None, max_multipliers=None, backend="generic"):
+    """Map ``qnet`` to a :class:`Plan` meeting ``fps`` at ``clock_mhz`` (or max speed),
+    its multiplies built by ``backend``."""
+    cost.dsp_cells(backend, 8, 8)           # refuses an unknown back end up front
     stages = group_stages(qnet)
     target = None
     if fps is not None:
@@ -456,4 +462,4 @@ def plan(qnet, *, clock_mhz=100.0, fps=None, max_multipliers=None):
         target = int(clock_mhz * 1e6 // fps)
     choose_folding(stages, target_cycles=target, max_multipliers=max_multipliers)
     size_fifos(stages, qnet.input_name)
-    return Plan(stages, clock_mhz)
+    return Plan(stages, clock_mhz, backend=backend)

@@ -168,6 +168,14 @@ def _run(cmd, out, cwd, log=None):
         errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:] or [""]
         raise ToolError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): "
                         f"{errors[0][:200]}; full log: {log}", log=log)
+    # Yosys finishes with exit 0 after its CHECK pass finds a net with two drivers; the
+    # netlist is wrong (nextpnr would refuse it later with a less helpful message).
+    log = Path(log) if log and Path(log).exists() else Path(out)
+    text = log.read_text(errors="replace")
+    if "multiple conflicting drivers" in text:
+        line = next(ln for ln in text.splitlines() if "multiple conflicting drivers" in ln)
+        raise ToolError(f"{Path(cmd[0]).name}: {line.strip()[:200]}; full log: {log}",
+                        log=log)
 
 
 def _rel(path, work):

@@ -388,7 +388,7 @@ def axis_ports(core):
 
 def simulate_component(top, inputs, outputs, folder, *, name=None, ports=None,
                        payloads=None, valid_prob=0.7, ready_prob=0.7, seed=0,
-                       simulator="icarus", waves=False, timeout_cycles=None):
+                       simulator="icarus", waves=False, timeout_cycles=None, cells=None):
     """Emit ``top``'s Verilog and prove it against expected beats in cocotb.
 
     Parameters
@@ -405,6 +405,10 @@ def simulate_component(top, inputs, outputs, folder, *, name=None, ports=None,
     payloads : wiring.Component, optional
         Where the streams' payload layouts come from (default ``top``; the core when
         ``top`` is an AXI4-Stream wrapper, with ``ports=axis_ports(core)``).
+    cells : str, optional
+        Device family (``ecp5``, ``ice40``, ``xilinx``) whose primitive simulation
+        models (:func:`rtl_gen.netlist.cell_models`) join the sources: ``top``
+        instantiates vendor DSP cells (a multiplier back end of :mod:`hwconv.hw.dsp`).
 
     Returns
     -------
@@ -423,6 +427,14 @@ def simulate_component(top, inputs, outputs, folder, *, name=None, ports=None,
     expect = {ports[p]: component_words(payloads, p, b) for p, b in outputs.items()}
     src = folder / f"{name}.v"
     src.write_text(verilog.convert(top, name=name, emit_src=False))
-    write_testbench(folder, [src], name, stim, expect, valid_prob=valid_prob,
-                    ready_prob=ready_prob, seed=seed, timeout_cycles=timeout_cycles)
+    sources, includes, defines = [src], (), None
+    if cells is not None:
+        from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+
+        models, includes = cell_models(cells, folder / "models")
+        sources.append(models)
+        defines = NETLIST_DEFINES.get(cells, {})
+    write_testbench(folder, sources, name, stim, expect, valid_prob=valid_prob,
+                    ready_prob=ready_prob, seed=seed, timeout_cycles=timeout_cycles,
+                    defines=defines, includes=includes)
     return run_testbench(folder, simulator=simulator, waves=waves)

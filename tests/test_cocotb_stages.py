@@ -13,6 +13,7 @@ from hwconv.hw.add import Add
 from hwconv.hw.axis import AxiStreamTop
 from hwconv.hw.conv import Conv2D
 from hwconv.hw.dense import Dense
+from hwconv.hw.dsp import BACKENDS
 from hwconv.hw.dwpw import DepthwisePointwise
 from hwconv.hw.fork import Fork
 from hwconv.hw.gap import GlobalAvgPool
@@ -72,10 +73,10 @@ def windows(xs, kernel, stride, padding, dilation, lanes, pad_value):
     return out
 
 
-def case_requantizer():
+def case_requantizer(backend="generic"):
     rng = np.random.default_rng(1)
     rq = Requant.from_ratio(rng.uniform(1e-4, 0.05, 6))
-    dut = Requantizer(rq, 6, 2, 20, -3, -128, 127, signed(8))
+    dut = Requantizer(rq, 6, 2, 20, -3, -128, 127, signed(8), backend=backend)
     acc = rng.integers(-(1 << 19), 1 << 19, (12, 6))
     beats = [{"acc": list(acc[p, g * 2:g * 2 + 2]), "group": g, "last": int(g == 2)}
              for p in range(12) for g in range(3)]
@@ -83,10 +84,10 @@ def case_requantizer():
     return dut, {"i": beats}, {"o": frames(y, 2)}, {}
 
 
-def case_dense():
+def case_dense(backend="generic"):
     op = make_dense(6, 12, seed=5, in_dtype="uint8")
     xs = random_input(op, (12,), 4, seed=5, extreme=True)
-    return Dense(op, (12,), pe=2, simd=3), {"i": frames(xs, 3)}, \
+    return Dense(op, (12,), pe=2, simd=3, backend=backend), {"i": frames(xs, 3)}, \
         {"o": frames(golden.dense(xs, op), 2)}, {}
 
 
@@ -102,11 +103,11 @@ def case_dense_flatten_axis():
         {"ports": axis_ports(core), "payloads": core}
 
 
-def case_global_avg_pool():
+def case_global_avg_pool(backend="generic"):
     shape = (3, 13, 4)
     op = make_gap(shape, "uint8", "int8")
     xs = np.random.default_rng(7).integers(0, 256, (3,) + shape)
-    return GlobalAvgPool(op, shape, lanes=2), {"i": frames(xs, 2)}, \
+    return GlobalAvgPool(op, shape, lanes=2, backend=backend), {"i": frames(xs, 2)}, \
         {"o": frames(golden.global_avg_pool(xs, op), 2)}, {}
 
 
@@ -118,7 +119,7 @@ def case_add():
         {"o": frames(golden.add(a, b, op), 2)}, {"valid_prob": {"a": 0.9, "b": 0.4}}
 
 
-def case_conv2d():
+def case_conv2d(backend="generic"):
     """3x3 'same' conv on an odd width, folded (pe=2 of 4, simd=1 of 2), fused ReLU."""
     rng = np.random.default_rng(11)
     shape = (5, 7, 2)
@@ -127,17 +128,18 @@ def case_conv2d():
                                    Activation("relu")], 11)
     xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (3,) + shape)
     y = golden.activation(golden.conv2d(xs, conv), relu)
-    return Conv2D(conv, shape, pe=2, simd=1, act=relu), {"i": frames(xs, 1)}, \
+    return Conv2D(conv, shape, pe=2, simd=1, act=relu, backend=backend), \
+        {"i": frames(xs, 1)}, \
         {"o": frames(y, 2)}, {}
 
 
-def case_conv2d_strided():
-    """2x2 kernel, stride 2, valid padding, fully unrolled."""
+def case_conv2d_strided(backend="generic"):
+    """2x2 kernel, stride 2, valid padding, fully unrolled (constant weights)."""
     rng = np.random.default_rng(12)
     shape = (6, 5, 2)
     (conv,) = quantized(shape, [FloatConv2D(rng.normal(size=(3, 2, 2, 2)), stride=2)], 12)
     xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (3,) + shape)
-    return Conv2D(conv, shape, pe=3, simd=2), {"i": frames(xs, 2)}, \
+    return Conv2D(conv, shape, pe=3, simd=2, backend=backend), {"i": frames(xs, 2)}, \
         {"o": frames(golden.conv2d(xs, conv), 3)}, {}
 
 
@@ -164,7 +166,7 @@ def case_pool_activate():
         {"o": frames(y, 2)}, {}
 
 
-def case_depthwise_pointwise():
+def case_depthwise_pointwise(backend="generic"):
     """MobileNet block: depthwise 3x3 + ReLU6 into pointwise 1x1 + ReLU6, both folded."""
     net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=15)
     qnet = quant.quantize(net, np.random.default_rng(15).normal(size=(8, 5, 5, 4)))
@@ -172,7 +174,7 @@ def case_depthwise_pointwise():
     xs = np.random.default_rng(16).integers(dw.in_q.qmin, dw.in_q.qmax + 1, (3, 5, 5, 4))
     y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
     dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), dw_simd=2, pw_simd=2,
-                             pw_pe=3)
+                             pw_pe=3, backend=backend)
     return dut, {"i": frames(xs, 2)}, {"o": frames(y, 3)}, {}
 
 
@@ -204,6 +206,11 @@ CASES = {
 }
 
 
+#: the stage kinds that multiply, so have a multiplier back end (hwconv.hw.dsp)
+MULTIPLYING = ["requantizer", "conv2d", "conv2d_strided", "depthwise_pointwise", "dense",
+               "global_avg_pool"]
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_stage_verilog_matches_golden(case, tmp_path):
     top, inputs, outputs, kwargs = CASES[case]()
@@ -213,6 +220,19 @@ def test_stage_verilog_matches_golden(case, tmp_path):
     for port, beats in outputs.items():
         name = kwargs["ports"][port].name if "ports" in kwargs else port
         assert len(run.outputs[name]) == len(beats)
+
+
+@pytest.mark.parametrize("backend", ["ecp5", "ice40", "xilinx"])
+@pytest.mark.parametrize("case", MULTIPLYING)
+def test_stage_verilog_on_vendor_dsp_cells(case, backend, tmp_path):
+    """The stages with MULT18X18D / SB_MAC16 / DSP48E1 instances, simulated with the
+    cells' models (Yosys's, and hwconv's for MULT18X18D), stay bit-exact."""
+    top, inputs, outputs, kwargs = CASES[case](backend)
+    kwargs = {"valid_prob": 0.6, "ready_prob": 0.5, **kwargs}
+    simulate_component(top, inputs, outputs, tmp_path / case, name=f"stage_{case}",
+                       seed=3, cells=backend, **kwargs)
+    text = (tmp_path / case / f"stage_{case}.v").read_text()
+    assert BACKENDS[backend].primitive in text
 
 
 def test_failure_leaves_waveform(tmp_path):

@@ -7,6 +7,7 @@ from window_cases import check_timing, make_act, make_conv, random_frames, reduc
 from hwconv import cost, golden
 from hwconv.errors import HwconvError
 from hwconv.hw.conv import Conv2D
+from hwconv.hw.dsp import BACKENDS
 
 
 def conv_case(shape, o, k, stride=1, padding="valid", dilation=1, *, seed=0, **kw):
@@ -59,9 +60,23 @@ def test_extreme_values_and_accumulator_width(in_dtype):
 
 
 def test_narrow_weights_and_pipelining_knobs():
-    check_conv((5, 7, 2), 2, 3, 1, "same", pe=1, simd=2, weight_bits=4, levels_per_stage=0,
-               mul_stages=3)
+    check_conv((5, 7, 2), 2, 3, 1, "same", pe=1, simd=2, weight_bits=4, levels_per_stage=0)
     check_conv((5, 7, 2), 2, 3, 1, "same", pe=2, simd=1, levels_per_stage=2)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("pe,simd,in_dtype", [(1, 2, "int8"), (2, 2, "uint8")])
+def test_multiplier_backends(backend, pe, simd, in_dtype):
+    """Folded (weights from ROM) and unrolled (constant weights, zeros and powers of two
+    among them) on every back end: bit-exact, same cycles and latency."""
+    shape = (5, 6, 2)
+    op = conv_case(shape, 2, 3, 1, "same", seed=4, in_dtype=in_dtype, extreme=True)
+    op.weight[0, 0, :, 0] = [0, 1, -1]       # wiring, not multipliers
+    op.weight[1, 1, :, 1] = [64, -64, 0]
+    dut = Conv2D(op, shape, pe=pe, simd=simd, backend=backend)
+    xs = random_frames(op.in_q, shape, 3, 5, extreme=True)
+    run_frames(dut, xs, simd, golden.conv2d(xs, op), pe, seed=1)
+    check_timing(dut, xs, simd, golden.conv2d(xs, op), pe)
 
 
 @pytest.mark.parametrize("fn,same_scale", [("relu", True), ("relu6", True),
@@ -115,7 +130,7 @@ def test_figures():
     (dict(simd=3), "Conv2D: simd=3 must divide the 4 input channels"),
     (dict(pe=4), "Conv2D: pe=4 must divide the 6 output channels"),
     (dict(pe=0), "Conv2D: pe=0 must be an integer >= 1"),
-    (dict(mul_stages=0), "Conv2D: mul_stages=0 must be an integer >= 1"),
+    (dict(backend="dsp99"), "Conv2D: unknown multiplier back end 'dsp99'"),
     (dict(levels_per_stage=-1), "Conv2D: levels_per_stage=-1"),
 ])
 def test_folding_errors(kw, match):

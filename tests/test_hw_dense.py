@@ -104,12 +104,13 @@ def test_dense_explicit_input_order():
     check(dut, op, streamed, 3, 2, golden.dense(xs, op))
 
 
-@pytest.mark.parametrize("pe,simd,lps,mul_stages", [(1, 1, 1, 1), (2, 4, 1, 2), (4, 8, 1, 1),
-                                                   (1, 8, 0, 3), (2, 8, 2, 1)])
-def test_dense_timing(pe, simd, lps, mul_stages):
+@pytest.mark.parametrize("pe,simd,lps,backend", [(1, 1, 1, "generic"), (2, 4, 1, "ecp5"),
+                                                (4, 8, 1, "ice40"), (1, 8, 0, "xilinx"),
+                                                (2, 8, 2, "generic")])
+def test_dense_timing(pe, simd, lps, backend):
     """Folded: exactly (N/simd)*(O/pe) cycles per vector back to back; latency as stated."""
     op = make_dense(4, 8, seed=1)
-    dut = Dense(op, (8,), pe=pe, simd=simd, levels_per_stage=lps, mul_stages=mul_stages)
+    dut = Dense(op, (8,), pe=pe, simd=simd, levels_per_stage=lps, backend=backend)
     frames = 4
     xs = random_input(op, (8,), frames, seed=1)
     run = check(dut, op, xs, simd, pe, golden.dense(xs, op), valid_prob=1, ready_prob=1)
@@ -136,8 +137,8 @@ def test_dense_errors():
         Dense(op, (12,), input_order=[0] * 12)
     with pytest.raises(HwconvError, match="QDense"):
         Dense(object(), (12,))
-    with pytest.raises(HwconvError, match="mul_stages"):
-        Dense(op, (12,), mul_stages=0)
+    with pytest.raises(HwconvError, match="unknown multiplier back end"):
+        Dense(op, (12,), backend="dsp99")
 
 
 DENSE_SWEEP = [(pe, simd, dt, lps) for pe in (1, 2, 3, 6) for simd in (1, 2, 3, 4, 6, 12)

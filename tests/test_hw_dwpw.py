@@ -38,10 +38,11 @@ RELU = dict(fn="relu", same_scale=True)
 
 def check_dwpw(shape, m, o, k, stride=1, padding="same", dilation=1, dw_simd=1, pw_simd=1,
                pw_pe=1, dtype="int8", dw_act=None, pw_act=None, frames=3, seed=0,
-               timing=False, exact=True):
+               timing=False, exact=True, backend="generic"):
     layers = dwpw_case(shape[2], m, o, k, stride, padding, dilation, dtype, dw_act, pw_act,
                        seed)
-    dut = DepthwisePointwise(*layers, shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe)
+    dut = DepthwisePointwise(*layers, shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe,
+                             backend=backend)
     xs = random_frames(layers[0].in_q, shape, frames, seed + 2, extreme=True)
     expect = golden.depthwise_pointwise(xs, *layers)
     if timing:
@@ -94,6 +95,16 @@ def test_timing(shape, m, o, k, stride, padding, dw_simd, pw_simd, pw_pe, exact)
     if exact:
         assert dut.cycles_per_frame == shape[0] * shape[1] * per_pixel
     assert dut.multipliers == dw_simd * m * k * k + pw_pe * pw_simd
+
+
+@pytest.mark.parametrize("backend", ["ecp5", "ice40", "xilinx"])
+def test_multiplier_backends(backend):
+    """Vendor DSP cells (their behavioural models here): bit-exact under stalls, and the
+    same cycles per frame; latency as the cost model says for the back end."""
+    check_dwpw((5, 7, 4), 2, 4, 3, 1, "same", 1, 2, 4, 2, "uint8", RELU6, LEAKY,
+               backend=backend)
+    check_dwpw((6, 6, 4), 1, 4, 3, 1, "same", 1, 1, 2, 2, "int8", None, None, frames=4,
+               timing=True, backend=backend)
 
 
 def test_no_intermediate_feature_map():

@@ -20,14 +20,15 @@ def make_gap(shape, in_dtype="int8", out_dtype="int8", scale_out=0.05):
     return QGlobalAvgPool(in_q=in_q, out_q=out_q, requant=rq)
 
 
-def run_gap(op, shape, lanes, frames, seed, valid_prob=0.6, ready_prob=0.5, extreme=False):
+def run_gap(op, shape, lanes, frames, seed, valid_prob=0.6, ready_prob=0.5, extreme=False,
+            backend="generic"):
     rng = np.random.default_rng(seed)
     q = op.in_q
     xs = rng.integers(q.qmin, q.qmax + 1, (frames,) + shape)
     if extreme:
         xs[0] = q.qmax
         xs[1] = q.qmin
-    dut = GlobalAvgPool(op, shape, lanes=lanes)
+    dut = GlobalAvgPool(op, shape, lanes=lanes, backend=backend)
     beats = [b for x in xs for b in encode_frame(x, lanes)]
     per = shape[2] // lanes
     run = run_streams(dut, {"i": beats}, {"o": per * frames}, valid_prob=valid_prob,
@@ -70,6 +71,14 @@ def test_gap_timing(lanes):
     assert ic[-1] - ic[0] == frames * dut.cycles_per_frame - 1     # never stalls the input
     assert oc[0] - ic[0] == dut.latency
     assert dut.storage_words == 4 and dut.multipliers == 0
+
+
+@pytest.mark.parametrize("backend", ["ecp5", "ice40", "xilinx"])
+def test_gap_multiplier_backends(backend):
+    shape = (3, 5, 4)
+    dut, run = run_gap(make_gap(shape, "uint8", "int8"), shape, 2, 3, seed=2, valid_prob=1,
+                       ready_prob=1, backend=backend)
+    assert run.out_cycles["o"][0] - run.in_cycles["i"][0] == dut.latency
 
 
 def test_gap_errors():

@@ -92,9 +92,9 @@ class Conv2D(StageFigures, wiring.Component):
         A clamping activation (ReLU, ReLU6, Clip) fused into the requantizer's clamp.
     levels_per_stage : int
         Adder-tree levels between pipeline registers (0: combinational tree).
-    mul_stages : int
-        Registers after each multiplier (>= 1; 2 or 3 let DSP blocks use their internal
-        pipeline registers).
+    backend : str
+        Multiplier back end: ``generic``, ``ecp5``, ``ice40`` or ``xilinx``
+        (:mod:`hwconv.hw.dsp`).
 
     Attributes
     ----------
@@ -112,16 +112,16 @@ class Conv2D(StageFigures, wiring.Component):
     """
 
     def __init__(self, op, in_shape, *, pe=1, simd=1, act=None, levels_per_stage=1,
-                 mul_stages=1):
+                 backend="generic"):
         if not isinstance(op, QConv2D):
             raise HwconvError(f"Conv2D: op must be a QConv2D, not {type(op).__name__}")
         self._cost = cost.conv2d(op, in_shape, pe=pe, simd=simd,
-                                 levels_per_stage=levels_per_stage, mul_stages=mul_stages)
+                                 levels_per_stage=levels_per_stage, backend=backend)
         self._geo = cost.conv_window("Conv2D", op, in_shape, simd)
         self._lo, self._hi = fused_clamp("Conv2D", act, op.out_q)
         self._op, self._in_shape = op, tuple(in_shape)
         self._pe, self._simd = pe, simd
-        self._lps, self._mul_stages = levels_per_stage, mul_stages
+        self._lps, self._backend = levels_per_stage, backend
         w = op.weight
         self._bias = op.bias - op.in_q.zero_point * w.reshape(w.shape[0], -1).sum(axis=1)
         xb = value_bound(elem_shape(op.in_q.dtype))
@@ -160,7 +160,7 @@ class Conv2D(StageFigures, wiring.Component):
             self._in_elem, [list(range(taps))] * pe, taps,
             mac_weights(op.weight, simd, pe), self._bias.reshape(o // pe, pe),
             groups=c // simd, folds=o // pe, accumulate=True, weight_bits=op.weight_bits,
-            acc_bits=self.acc_bits, levels_per_stage=self._lps, mul_stages=self._mul_stages)
+            acc_bits=self.acc_bits, levels_per_stage=self._lps, backend=self._backend)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
@@ -172,7 +172,7 @@ class Conv2D(StageFigures, wiring.Component):
                      mac.i.payload.as_value().eq(src.payload.as_value())]
         m.submodules.requant = rq = Requantizer(
             op.requant, o, pe, self.acc_bits, op.out_q.zero_point, self._lo, self._hi,
-            self._out_elem)
+            self._out_elem, backend=self._backend)
         wiring.connect(m, mac.o, rq.i)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

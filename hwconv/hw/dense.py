@@ -36,6 +36,9 @@ from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QDense
+from . import dsp
+from ..cost import mul_latency
+from .fifo import RegisterSlice
 from .rom import WeightRom
 from .requant import Requantizer
 from .figures import StageFigures
@@ -89,16 +92,6 @@ def adder_tree(m, terms, bounds, en, levels_per_stage, name):
     return terms[0], bounds[0], regs
 
 
-def _delay(m, en, value, stages, name):
-    """``value`` delayed by ``stages`` enable-gated registers."""
-    for k in range(stages):
-        r = Signal.like(value, name=f"{name}_d{k}")
-        with m.If(en):
-            m.d.sync += r.eq(value)
-        value = r
-    return value
-
-
 class Dense(StageFigures, wiring.Component):
     """Matrix-vector stage for a :class:`~hwconv.quant.QDense`.
 
@@ -120,9 +113,8 @@ class Dense(StageFigures, wiring.Component):
         identity for a vector and :func:`flatten_order` for a feature map.
     levels_per_stage : int
         Adder-tree levels between pipeline registers (0: combinational tree).
-    mul_stages : int
-        Registers after the multipliers (>= 1; more let DSP blocks use their internal
-        pipeline registers).
+    backend : str
+        Multiplier back end (:mod:`hwconv.hw.dsp`).
 
     Attributes
     ----------
@@ -144,11 +136,11 @@ class Dense(StageFigures, wiring.Component):
     """
 
     def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1,
-                 mul_stages=1):
+                 backend="generic"):
         if not isinstance(op, QDense):
             raise HwconvError(f"Dense: op must be a QDense, not {type(op).__name__}")
         self._cost = cost.dense(op, in_shape, pe, simd, levels_per_stage=levels_per_stage,
-                                mul_stages=mul_stages)
+                                backend=backend)
         o, n = op.weight.shape
         in_shape = tuple(int(d) for d in in_shape)
         if input_order is None:
@@ -160,7 +152,7 @@ class Dense(StageFigures, wiring.Component):
         self._op, self._in_shape = op, in_shape
         self._o, self._n, self._pe, self._simd = o, n, pe, simd
         self._ni, self._no = n // simd, o // pe
-        self._levels_per_stage, self._mul_stages = levels_per_stage, mul_stages
+        self._levels_per_stage, self._backend = levels_per_stage, backend
         # Stream position k multiplies column order[k]; the input zero point folds into
         # the bias: sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w)).
         self._weight = op.weight[:, order]
@@ -190,13 +182,18 @@ class Dense(StageFigures, wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # Input register slice: the ready this unit gives upstream comes from a flip-flop,
+        # so stall chains end here.
+        m.submodules.in_slice = src = RegisterSlice(self.i.signature.flip())
+        wiring.connect(m, wiring.flipped(self.i), src.i)
+        src = src.o
         op = self._op
         pe, simd, ni, no = self._pe, self._simd, self._ni, self._no
         wbits = op.weight_bits
 
         m.submodules.requant = rq = Requantizer(
             op.requant, self._o, pe, self.acc_bits, op.out_q.zero_point, op.out_q.qmin,
-            op.out_q.qmax, self._out_elem)
+            op.out_q.qmax, self._out_elem, backend=self._backend)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
         # Global-stall pipeline: every register advances when the accumulator output is
@@ -210,9 +207,9 @@ class Dense(StageFigures, wiring.Component):
         widx = Signal(range(no * ni), name="widx")
         first_sweep = Signal()
         m.d.comb += first_sweep.eq(og == 0)
-        m.d.comb += self.i.ready.eq(en & first_sweep)
+        m.d.comb += src.ready.eq(en & first_sweep)
         step = Signal()
-        m.d.comb += step.eq(en & (~first_sweep | self.i.valid))
+        m.d.comb += step.eq(en & (~first_sweep | src.valid))
         with m.If(step):
             m.d.sync += [ic.eq(Mux(ic == ni - 1, 0, ic + 1)),
                          widx.eq(Mux(widx == no * ni - 1, 0, widx + 1))]
@@ -222,21 +219,20 @@ class Dense(StageFigures, wiring.Component):
         m.submodules.weights = rom_rd = WeightRom(self._rom_init(), wbits)
         m.d.comb += [rom_rd.addr.eq(widx), rom_rd.en.eq(en)]
 
-        # Stage 1: weights arrive from the ROM; x from the stream (first sweep) or the
-        # vector buffer (later sweeps).
-        x_in = Signal.like(self.i.payload.data)
-        from_stream = Signal()
-        with m.If(en):
-            m.d.sync += [x_in.eq(self.i.payload.data), from_stream.eq(first_sweep)]
+        # Stage 1-2: weights arrive from the ROM (WeightRom.latency); x from the stream
+        # (first sweep) or the vector buffer (later sweeps), delayed alike.
+        x_in = dsp.delay(m, en, src.payload.data, WeightRom.latency, "x_in")
+        from_stream = dsp.delay(m, en, first_sweep, WeightRom.latency, "from_stream")
         if no > 1:
-            m.submodules.vector = buf = Memory(shape=self.i.payload.data.shape(), depth=ni,
+            m.submodules.vector = buf = Memory(shape=src.payload.data.shape(), depth=ni,
                                                init=[])
             wr, rd = buf.write_port(), buf.read_port()
-            m.d.comb += [wr.addr.eq(ic), wr.data.eq(self.i.payload.data),
-                         wr.en.eq(self.i.valid & self.i.ready),
+            m.d.comb += [wr.addr.eq(ic), wr.data.eq(src.payload.data),
+                         wr.en.eq(src.valid & src.ready),
                          rd.addr.eq(ic), rd.en.eq(en)]
-            x = Mux(from_stream, x_in, rd.data)
-            x = data.View(self.i.payload.data.shape(), x)
+            x_buf = dsp.delay(m, en, rd.data, WeightRom.latency - 1, "x_buf")
+            x = Mux(from_stream, x_in, x_buf)
+            x = data.View(src.payload.data.shape(), x)
         else:
             x = x_in
 
@@ -245,21 +241,16 @@ class Dense(StageFigures, wiring.Component):
         c0 = Signal(ctrl)
         m.d.comb += [c0.valid.eq(step), c0.first.eq(ic == 0), c0.done.eq(ic == ni - 1),
                      c0.og.eq(og), c0.last.eq((ic == ni - 1) & (og == no - 1))]
-        c1 = _delay(m, en, c0, 1, "ctrl_s1")
+        c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_s1")
 
-        # Stage 2: PE x SIMD products (mul_stages registers).
+        # Stage 3: PE x SIMD products (the back end's mul_latency registers).
         xb = _value_bound(op.in_q)
         wmax = 1 << (wbits - 1)
         pbits = signed_bits(xb * wmax)
-        prods = [[Signal(signed(pbits), name=f"prod_{p}_{s}") for s in range(simd)]
-                 for p in range(pe)]
-        with m.If(en):
-            for p in range(pe):
-                for s in range(simd):
-                    m.d.sync += prods[p][s].eq(x[s] * rom_rd.data[p * simd + s])
-        prods = [[_delay(m, en, prods[p][s], self._mul_stages - 1, f"prod_{p}_{s}")
+        prods = [[dsp.multiply(m, x[s], rom_rd.data[p * simd + s], en, self._backend,
+                               f"mul_{p}_{s}")[:pbits].as_signed()
                   for s in range(simd)] for p in range(pe)]
-        c2 = _delay(m, en, c1, self._mul_stages, "ctrl_s2")
+        c2 = dsp.delay(m, en, c1, mul_latency(self._backend), "ctrl_s2")
 
         # Adder tree per PE lane, then the accumulator.
         sums = []
@@ -268,7 +259,7 @@ class Dense(StageFigures, wiring.Component):
             total, _, regs = adder_tree(m, prods[p], [xb * wmax] * simd, en,
                                         self._levels_per_stage, f"tree{p}")
             sums.append(total)
-        ct = _delay(m, en, c2, regs, "ctrl_tree")
+        ct = dsp.delay(m, en, c2, regs, "ctrl_tree")
 
         acc_bits = self.acc_bits
         acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]

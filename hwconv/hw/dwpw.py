@@ -42,6 +42,7 @@ from ..numerics import signed_bits
 from .conv import fused_clamp, mac_weights
 from .lanes import LaneConverter
 from .linebuffer import LineBuffer
+from .fifo import RegisterSlice
 from .mac import MacArray, value_bound
 from .pool import ActivationUnit
 from .requant import Requantizer
@@ -96,8 +97,10 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         Intermediate channels per pointwise cycle; divides ``C*m``.
     pw_pe : int
         Output channels per cycle (output beat lanes); divides ``O``.
-    levels_per_stage, mul_stages : int
-        Pipelining of both MAC arrays (see :class:`~hwconv.hw.conv.Conv2D`).
+    levels_per_stage : int
+        Adder-tree pipelining of both MAC arrays (see :class:`~hwconv.hw.conv.Conv2D`).
+    backend : str
+        Multiplier back end (:mod:`hwconv.hw.dsp`).
 
     Attributes
     ----------
@@ -112,10 +115,10 @@ class DepthwisePointwise(StageFigures, wiring.Component):
     """
 
     def __init__(self, dw, dw_act, pw, pw_act, in_shape, *, dw_simd=1, pw_simd=1, pw_pe=1,
-                 levels_per_stage=1, mul_stages=1):
+                 levels_per_stage=1, backend="generic"):
         self._cost = cost.depthwise_pointwise(
             dw, dw_act, pw, pw_act, in_shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe,
-            levels_per_stage=levels_per_stage, mul_stages=mul_stages)
+            levels_per_stage=levels_per_stage, backend=backend)
         self._geo = cost.conv_window("DepthwisePointwise", dw, in_shape, dw_simd)
         self._dw_clamp = fused_clamp("DepthwisePointwise (dw_act)", dw_act, dw.out_q) \
             if dw_act is None or dw_act.is_clamp else (dw.out_q.qmin, dw.out_q.qmax)
@@ -124,7 +127,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         self._dw, self._dw_act, self._pw, self._pw_act = dw, dw_act, pw, pw_act
         self._in_shape = tuple(in_shape)
         self._dw_simd, self._pw_simd, self._pw_pe = dw_simd, pw_simd, pw_pe
-        self._lps, self._mul_stages = levels_per_stage, mul_stages
+        self._lps, self._backend = levels_per_stage, backend
         self._mid_q = dw_act.out_q if dw_act is not None else dw.out_q
         out_q = pw_act.out_q if pw_act is not None else pw.out_q
         super().__init__({
@@ -165,7 +168,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             [[t * dsimd + p // mult for t in range(kk)] for p in range(dlanes)], kk * dsimd,
             dw.weight.reshape(groups, dlanes, kk), dw_bias.reshape(groups, dlanes),
             groups=groups, folds=1, accumulate=False, weight_bits=dw.weight_bits,
-            acc_bits=dw_acc, levels_per_stage=self._lps, mul_stages=self._mul_stages)
+            acc_bits=dw_acc, levels_per_stage=self._lps, backend=self._backend)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
@@ -176,7 +179,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
                      dmac.i.payload.as_value().eq(src.payload.as_value())]
         mid_elem = elem_shape(dw.out_q.dtype)
         m.submodules.dw_requant = drq = Requantizer(
-            dw.requant, cm, dlanes, dw_acc, dw.out_q.zero_point, *self._dw_clamp, mid_elem)
+            dw.requant, cm, dlanes, dw_acc, dw.out_q.zero_point, *self._dw_clamp, mid_elem,
+            backend=self._backend)
         wiring.connect(m, dmac.o, drq.i)
         mid = self._activation(m, "dw_act", self._dw_act, drq.o, dlanes)
         if psimd != dlanes:
@@ -190,18 +194,24 @@ class DepthwisePointwise(StageFigures, wiring.Component):
                 wiring.connect(m, mid, hold.i)
                 mid = hold.o
 
+        # A register slice ends the stall chain from the pointwise array (through the
+        # lane converter) into the depthwise half.
+        m.submodules.pw_slice = pw_slice = RegisterSlice(mid.signature)
+        wiring.connect(m, mid, pw_slice.i)
+        mid = pw_slice.o
+
         o = pw.out_channels
         pw_bias, pw_acc = _folded_bias(pw, self._mid_q)
         m.submodules.pw_mac = pmac = MacArray(
             elem_shape(self._mid_q.dtype), [list(range(psimd))] * ppe, psimd,
             mac_weights(pw.weight, psimd, ppe), pw_bias.reshape(o // ppe, ppe),
             groups=cm // psimd, folds=o // ppe, accumulate=True, weight_bits=pw.weight_bits,
-            acc_bits=pw_acc, levels_per_stage=self._lps, mul_stages=self._mul_stages)
+            acc_bits=pw_acc, levels_per_stage=self._lps, backend=self._backend)
         m.d.comb += [pmac.i.valid.eq(mid.valid), mid.ready.eq(pmac.i.ready),
                      pmac.i.payload.as_value().eq(mid.payload.as_value())]
         m.submodules.pw_requant = prq = Requantizer(
             pw.requant, o, ppe, pw_acc, pw.out_q.zero_point, *self._pw_clamp,
-            elem_shape(pw.out_q.dtype))
+            elem_shape(pw.out_q.dtype), backend=self._backend)
         wiring.connect(m, pmac.o, prq.i)
         out = self._activation(m, "pw_act", self._pw_act, prq.o, ppe)
         wiring.connect(m, out, wiring.flipped(self.o))

@@ -1,4 +1,4 @@
-"""StreamFifo: an elastic buffer between two stages.
+"""Elastic buffers between stages: StreamFifo (a row of beats) and RegisterSlice.
 
 Windowed stages consume and produce in row-periodic bursts (a stride-2 pool emits only
 on every other row; a line buffer emits a frame's bottom-padding windows in the next
@@ -9,14 +9,14 @@ stage run at its own steady rate, so the pipeline reaches the slowest stage's ra
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..errors import HwconvError
 
-__all__ = ["StreamFifo"]
+__all__ = ["StreamFifo", "RegisterSlice"]
 
 
 class StreamFifo(wiring.Component):
@@ -46,4 +46,39 @@ class StreamFifo(wiring.Component):
         m.d.comb += [fifo.w_data.eq(self.i.payload.as_value()), fifo.w_en.eq(self.i.valid),
                      self.i.ready.eq(fifo.w_rdy), self.o.payload.as_value().eq(fifo.r_data),
                      self.o.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.o.ready)]
+        return m
+
+
+class RegisterSlice(wiring.Component):
+    """A two-entry skid buffer: every output of it (``o.valid``, ``o.payload``,
+    ``i.ready``) comes straight from a flip-flop, so neither the ready nor the valid
+    path runs combinationally through it.
+
+    A stage's ready depends on its consumer's ready through the stage's global stall; a
+    slice after every stage ends those chains at the stage boundary, which keeps the
+    clock independent of the pipeline's length.  Full throughput; one cycle of latency
+    (:data:`hwconv.cost.SLICE_LATENCY`).
+
+    Parameters
+    ----------
+    signature : stream.Signature
+    """
+
+    def __init__(self, signature):
+        super().__init__({"i": In(signature), "o": Out(signature)})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal.like(self.i.payload, name="skid")
+        skid_valid = Signal()
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1),
+                             skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload),
+                             self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m

@@ -51,13 +51,16 @@ class GlobalAvgPool(StageFigures, wiring.Component):
     cost : hwconv.cost.StageCost
         All of these, from :func:`hwconv.cost.global_avg_pool`.
     acc_bits : int
+    backend : str
+        Multiplier back end of the requantizer (:mod:`hwconv.hw.dsp`).
     """
 
-    def __init__(self, op, in_shape, *, lanes=1):
+    def __init__(self, op, in_shape, *, lanes=1, backend="generic"):
         if not isinstance(op, QGlobalAvgPool):
             raise HwconvError(f"GlobalAvgPool: op must be a QGlobalAvgPool, "
                               f"not {type(op).__name__}")
-        self._cost = cost.global_avg_pool(op, in_shape, lanes)
+        self._cost = cost.global_avg_pool(op, in_shape, lanes, backend=backend)
+        self._backend = backend
         in_shape = tuple(int(d) for d in in_shape)
         h, w, c = in_shape
         self._op, self._in_shape, self._lanes = op, in_shape, lanes
@@ -88,7 +91,7 @@ class GlobalAvgPool(StageFigures, wiring.Component):
 
         m.submodules.requant = rq = Requantizer(
             op.requant, self._in_shape[2], lanes, acc_bits, op.out_q.zero_point,
-            op.out_q.qmin, op.out_q.qmax, self._out_elem)
+            op.out_q.qmin, op.out_q.qmax, self._out_elem, backend=self._backend)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
         en = Signal()

@@ -7,8 +7,10 @@ Storage
 single read port and a single write port serve every row: Yosys infers one simple
 dual-port block RAM), plus a register window.  The memory is a delay line: the word read
 for a beat holds the same column ``dh, 2*dh, ...`` rows up; it is written back shifted by
-one row with the new beat on top.  The read port is registered (sync domain) so block RAM
-never sets the clock.  With dilation ``d`` the rows are ``d`` apart and the memory holds
+one row with the new beat on top.  The read is issued two stages before its data is used
+and the read data is registered again, so block RAM output never sets the clock; the
+write of a slot lands before the read of the slot ``depth`` later for ``depth >= 3``
+(shallower delay lines are registers).  With dilation ``d`` the rows are ``d`` apart and the memory holds
 ``(KH - 1) * d`` rows.  The register window is a chain of the last ``(KW - 1) * dw * C /
 lanes`` column vectors (``KH x lanes`` values each): the K x K window of every channel
 group (Yosys can map the untapped part of the chain to shift-register LUTs).
@@ -55,6 +57,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import cost
 from ..errors import HwconvError
+from . import dsp
 from .stream import beat_signature, elem_shape
 
 __all__ = ["LineBuffer", "window_layout", "window_signature"]
@@ -121,16 +124,21 @@ class _Cursor:
             m.d.comb += wrap.eq(self.prev_emits & (self.c <= cols.last - w)
                                 & (self.cph == (-w) % cols.stride))
         m.d.comb += self.emit.eq(normal | wrap)
-        # coordinates of the emitted window's newest tap (frame-relative)
-        er = Signal(signed(len(self.r) + 2), name=f"{name}_er")
-        ec = Signal(signed(len(self.c) + 2 + w.bit_length()), name=f"{name}_ec")
-        m.d.comb += [er.eq(Mux(wrap, self.r - 1, self.r)), ec.eq(Mux(wrap, self.c + w, self.c))]
+        # The emitted window's newest tap sits at (er, ec) = (r, c), or (r - 1, c + w) for
+        # a wrapped window; a tap k rows up / j columns left is padding when outside the
+        # frame.  The bounds move onto the constants, so no subtracter or adder sits
+        # between the cursor registers and the masks.
+        def outside(v, shift, off, size):       # (v + shift) outside [off, size + off)
+            return (v < off - shift) | (v >= size + off - shift)
+
         for k in range(rows.kernel):        # k rows above the newest one
             off = k * rows.dilation
-            m.d.comb += self.rmask[k].eq((er < off) | (er >= rows.size + off))
+            m.d.comb += self.rmask[k].eq(Mux(wrap, outside(self.r, -1, off, rows.size),
+                                             outside(self.r, 0, off, rows.size)))
         for j in range(cols.kernel):        # j columns left of the newest one
             off = j * cols.dilation
-            m.d.comb += self.cmask[j].eq((ec < off) | (ec >= w + off))
+            m.d.comb += self.cmask[j].eq(Mux(wrap, outside(self.c, w, off, w),
+                                             outside(self.c, 0, off, w)))
         fr, fc = divmod(geo.final_pixel, w)
         last_group = self.g == geo.groups - 1
         m.d.comb += [
@@ -249,13 +257,17 @@ class LineBuffer(wiring.Component):
         kh, kw, lanes, groups = rows.kernel, cols.kernel, geo.lanes, geo.groups
         column = data.ArrayLayout(data.ArrayLayout(self._elem, lanes), kh)
 
-        # Stage B holds the slot taken last cycle; it may only stall when it emits into a
-        # full output register, so slots that emit nothing keep flowing.
+        # Stage B holds the slot taken last cycle while the memory reads its word, stage C
+        # the slot before (with the word); the pipeline may only stall when stage C emits
+        # into a full output register, so slots that emit nothing keep flowing.
         b_valid, b_emit, b_last = Signal(), Signal(), Signal()
         b_in = Signal(data.ArrayLayout(self._elem, lanes))
         b_rmask, b_cmask = Signal(kh), Signal(kw)
+        c_valid, c_emit, c_last = Signal(), Signal(), Signal()
+        c_in = Signal.like(b_in)
+        c_rmask, c_cmask = Signal(kh), Signal(kw)
         adv = Signal()
-        m.d.comb += [adv.eq(~(b_valid & b_emit & self.o.valid & ~self.o.ready)),
+        m.d.comb += [adv.eq(~(c_valid & c_emit & self.o.valid & ~self.o.ready)),
                      self.i.ready.eq(adv)]
 
         # Stage A: choose the slot (input beat, virtual beat or none).
@@ -272,7 +284,7 @@ class LineBuffer(wiring.Component):
 
         depth = rows.dilation * cols.size * groups
         addr = Signal(range(depth))
-        b_addr = Signal.like(addr)
+        c_addr = dsp.delay(m, adv, addr, 2, "addr")
         with m.If(slot):
             m.d.sync += addr.eq(Mux(addr == depth - 1, 0, addr + 1))
             with m.If(tail_on):
@@ -289,7 +301,9 @@ class LineBuffer(wiring.Component):
 
         with m.If(adv):
             m.d.sync += [
-                b_valid.eq(slot), b_addr.eq(addr),
+                c_valid.eq(b_valid), c_emit.eq(b_emit), c_last.eq(b_last),
+                c_rmask.eq(b_rmask), c_cmask.eq(b_cmask), c_in.eq(b_in),
+                b_valid.eq(slot),
                 b_emit.eq((take & feed.emit) | (slot & t_emit)),
                 b_last.eq((take & feed.emit & feed.final) | (slot & t_emit & tail.final)),
                 b_rmask.eq(Mux(t_emit, tail.rmask, feed.rmask)),
@@ -298,25 +312,33 @@ class LineBuffer(wiring.Component):
                             Cat(*[self._pad_const()] * lanes))),
             ]
 
-        # Stage B: the column vector (newest row first) from the input and the memory.
+        # Stage C: the column vector (newest row first) from the input and the memory.
         colv = Signal(column)
-        m.d.comb += colv[0].eq(b_in)
+        m.d.comb += colv[0].eq(c_in)
         if kh > 1:
             older = data.ArrayLayout(data.ArrayLayout(self._elem, lanes), kh - 1)
-            m.submodules.rows = mem = Memory(shape=older.size, depth=depth, init=[],
-                                             attrs={"ram_style": "block"})
-            wr = mem.write_port()
-            rd = mem.read_port(transparent_for=(wr,) if depth == 1 else ())
-            rd_rows = data.View(older, rd.data)
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(adv),
-                         wr.addr.eq(b_addr), wr.en.eq(adv & b_valid),
-                         wr.data.eq(colv.as_value()[:older.size])]
+            write = colv.as_value()[:older.size]
+            if depth >= 3:
+                m.submodules.rows = mem = Memory(shape=older.size, depth=depth, init=[],
+                                                 attrs={"ram_style": "block"})
+                wr = mem.write_port()
+                rd = mem.read_port()
+                m.d.comb += [rd.addr.eq(addr), rd.en.eq(adv),
+                             wr.addr.eq(c_addr), wr.en.eq(adv & c_valid), wr.data.eq(write)]
+                word = dsp.delay(m, adv, rd.data, 1, "rows_rd")
+            else:
+                line = [Signal(older.size, name=f"rows{n}") for n in range(depth)]
+                with m.If(adv & c_valid):
+                    m.d.sync += [reg.eq(write if n == 0 else line[n - 1])
+                                 for n, reg in enumerate(line)]
+                word = line[-1]
+            rd_rows = data.View(older, word)
             for k in range(1, kh):
                 m.d.comb += colv[k].eq(rd_rows[k - 1])
 
         chain_len = (kw - 1) * cols.dilation * groups
         chain = [Signal(column, name=f"chain{n}", reset_less=True) for n in range(chain_len)]
-        with m.If(adv & b_valid):
+        with m.If(adv & c_valid):
             for n, reg in enumerate(chain):
                 m.d.sync += reg.eq(colv if n == 0 else chain[n - 1])
 
@@ -324,12 +346,12 @@ class LineBuffer(wiring.Component):
             vec = colv if j == 0 else chain[j * cols.dilation * groups - 1]
             return vec[k]
 
-        with m.If(adv & b_valid & b_emit):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(b_last)]
+        with m.If(adv & c_valid & c_emit):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(c_last)]
             for k in range(kh):
                 for j in range(kw):
                     t = (kh - 1 - k) * kw + (kw - 1 - j)
-                    pad = b_rmask[k] | b_cmask[j]
+                    pad = c_rmask[k] | c_cmask[j]
                     for lane in range(lanes):
                         m.d.sync += self.o.payload.data[t][lane].eq(
                             Mux(pad, self._pad_const(), tap(k, j)[lane]))

@@ -20,9 +20,11 @@ The first beat of a pixel starts from the bias (the caller folds the input zero 
 8-bit multiplier operands).
 
 Pipeline (global stall: every register advances when the output register is free or being
-taken): ROM read and input register (1), products (``mul_stages``), adder tree
-(registers every ``levels_per_stage`` levels, see :func:`hwconv.hw.dense.adder_tree`),
-accumulator/output register (1).  Throughput: one ``(beat, fold)`` step per cycle.
+taken): weight ROM read (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the
+input beat delayed alike), products (:func:`hwconv.hw.dsp.multiply`,
+:func:`hwconv.cost.mul_latency` of the back end), adder tree (registers every ``levels_per_stage`` levels, see
+:func:`hwconv.hw.dense.adder_tree`), accumulator/output register (1).  Throughput: one
+``(beat, fold)`` step per cycle.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..cost import mul_latency
 from ..errors import HwconvError
 from ..numerics import signed_bits
+from . import dsp
 from .dense import adder_tree
 from .requant import acc_layout
 from .rom import WeightRom
@@ -51,15 +55,6 @@ def value_bound(elem):
     """Largest magnitude of a value of shape ``elem``."""
     elem = Shape.cast(elem)
     return (1 << (elem.width - 1)) if elem.signed else (1 << elem.width) - 1
-
-
-def _delay(m, en, value, stages, name):
-    for k in range(stages):
-        reg = Signal.like(value, name=f"{name}_d{k}")
-        with m.If(en):
-            m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class MacArray(wiring.Component):
@@ -82,21 +77,19 @@ class MacArray(wiring.Component):
     weight_bits, acc_bits : int
     levels_per_stage : int
         Adder-tree levels between registers (0: combinational tree).
-    mul_stages : int
-        Registers after the multipliers (>= 1).
+    backend : str
+        Multiplier back end (:mod:`hwconv.hw.dsp`).
 
     Attributes
     ----------
     i : In(stream.Signature(vector_layout(in_elem, n_in)))
     o : Out(stream.Signature(acc_layout(acc_bits, PE, output groups)))
-    depth : int
-        Register stages from an accepted step to the output register.
     multipliers : int
         ``PE * T``.
     """
 
     def __init__(self, in_elem, taps, n_in, weights, bias, *, groups, folds, accumulate,
-                 weight_bits, acc_bits, levels_per_stage=1, mul_stages=1):
+                 weight_bits, acc_bits, levels_per_stage=1, backend="generic"):
         weights = np.asarray(weights, dtype=np.int64)
         bias = np.asarray(bias, dtype=np.int64)
         pe, t = len(taps), len(taps[0])
@@ -111,14 +104,12 @@ class MacArray(wiring.Component):
         if not isinstance(levels_per_stage, int) or levels_per_stage < 0:
             raise HwconvError(f"MacArray: levels_per_stage={levels_per_stage!r} must be an "
                               f"integer >= 0")
-        if not isinstance(mul_stages, int) or mul_stages < 1:
-            raise HwconvError(f"MacArray: mul_stages={mul_stages!r} must be an integer >= 1")
         self._in_elem = Shape.cast(in_elem)
         self._taps, self._n_in = [list(tp) for tp in taps], n_in
         self._weights, self._bias = weights, bias
         self._groups, self._folds, self._accumulate = groups, folds, accumulate
         self._wbits, self._acc_bits = weight_bits, acc_bits
-        self._lps, self._mul_stages = levels_per_stage, mul_stages
+        self._lps, self._backend = levels_per_stage, dsp.backend(backend)
         super().__init__({
             "i": In(stream.Signature(vector_layout(self._in_elem, n_in))),
             "o": Out(stream.Signature(acc_layout(acc_bits, pe, out_groups))),
@@ -128,19 +119,11 @@ class MacArray(wiring.Component):
     def multipliers(self):
         return len(self._taps) * len(self._taps[0])
 
-    @property
-    def tree_registers(self):
-        levels = (len(self._taps[0]) - 1).bit_length()
-        if not self._lps or levels == 0:
-            return 0
-        return (levels - 1) // self._lps
-
-    @property
-    def depth(self):
-        return 1 + self._mul_stages + self.tree_registers + 1
-
     def elaborate(self, platform):
         m = Module()
+        # No input register slice: two more beats of buffering between a line buffer and
+        # a folded array would change the frame time hwconv.cost.window_cycles predicts.
+        src = self.i
         pe, t = len(self._taps), len(self._taps[0])
         groups, folds, steps = self._groups, self._folds, self._groups * self._folds
 
@@ -152,7 +135,7 @@ class MacArray(wiring.Component):
         g = Signal(range(groups), name="beat")
         addr = Signal(range(steps), name="waddr")
         step = Signal()
-        m.d.comb += [self.i.ready.eq(en & (f == folds - 1)), step.eq(en & self.i.valid)]
+        m.d.comb += [src.ready.eq(en & (f == folds - 1)), step.eq(en & src.valid)]
         with m.If(step):
             m.d.sync += [f.eq(Mux(f == folds - 1, 0, f + 1)),
                          addr.eq(Mux(addr == steps - 1, 0, addr + 1))]
@@ -166,10 +149,10 @@ class MacArray(wiring.Component):
         first = (g == 0) if self._accumulate else 1
         final = (g == groups - 1) if self._accumulate else 1
         m.d.comb += [c0.valid.eq(step), c0.first.eq(first), c0.final.eq(final),
-                     c0.last.eq(self.i.payload.last & (f == folds - 1)),
+                     c0.last.eq(src.payload.last & (f == folds - 1)),
                      c0.group.eq(out_group)]
-        c1 = _delay(m, en, c0, 1, "ctrl_in")
-        x1 = _delay(m, en, self.i.payload.data, 1, "x_in")
+        c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_in")
+        x1 = dsp.delay(m, en, src.payload.data, WeightRom.latency, "x_in")
 
         wshape = signed(self._wbits)
         if steps == 1:
@@ -191,13 +174,12 @@ class MacArray(wiring.Component):
         for p, lane_taps in enumerate(self._taps):
             prods = []
             for k, n in enumerate(lane_taps):
-                prod = Signal(signed(signed_bits(pbound)), name=f"prod_{p}_{k}")
-                with m.If(en):
-                    m.d.sync += prod.eq(x1[n] * weight(p, k))
-                prods.append(_delay(m, en, prod, self._mul_stages - 1, f"prod_{p}_{k}"))
+                prod = dsp.multiply(m, x1[n], weight(p, k), en, self._backend,
+                                    f"mul_{p}_{k}")
+                prods.append(prod[:signed_bits(pbound)].as_signed())
             total, _, regs = adder_tree(m, prods, [pbound] * t, en, self._lps, f"tree{p}")
             sums.append(total)
-        ct = _delay(m, en, c1, self._mul_stages + regs, "ctrl")
+        ct = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs, "ctrl")
 
         # Accumulate (rotating bank) and register the output.
         acc_shape = signed(self._acc_bits)

@@ -1,6 +1,7 @@
 """Pipeline: the mapped stages of a :class:`~hwconv.mapper.Plan` wired into one stream
-component, with lane converters where neighbouring stages' lanes differ, forks where a
-tensor has several readers, and each residual Add's skip operand on its FIFO port.
+component, each stage's output through a :class:`~hwconv.hw.fifo.RegisterSlice`, with
+lane converters where neighbouring stages' lanes differ, forks where a tensor has several
+readers, and each residual Add's skip operand on its FIFO port.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .add import Add
 from .conv import Conv2D
 from .dense import Dense
 from .dwpw import DepthwisePointwise
-from .fifo import StreamFifo
+from .fifo import RegisterSlice, StreamFifo
 from .fork import Fork
 from .gap import GlobalAvgPool
 from .lanes import LaneConverter
@@ -33,20 +34,21 @@ def sanitize(name):
     return s
 
 
-def make_stage(spec):
-    """The Amaranth stage for a :class:`~hwconv.mapper.StageSpec`."""
+def make_stage(spec, backend="generic"):
+    """The Amaranth stage for a :class:`~hwconv.mapper.StageSpec`, its multiplies built
+    by ``backend`` (:mod:`hwconv.hw.dsp`)."""
     f, ops = spec.folding, spec.ops
     if spec.kind == "conv":
-        return Conv2D(ops["conv"], spec.in_shape, act=ops["act"], **f)
+        return Conv2D(ops["conv"], spec.in_shape, act=ops["act"], backend=backend, **f)
     if spec.kind == "dwpw":
         return DepthwisePointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
-                                  spec.in_shape, **f)
+                                  spec.in_shape, backend=backend, **f)
     if spec.kind == "pool_activate":
         return PoolActivate(ops["pool"], ops["act"], spec.in_shape, dtype=ops["dtype"], **f)
     if spec.kind == "dense":
-        return Dense(ops["dense"], spec.in_shape, **f)
+        return Dense(ops["dense"], spec.in_shape, backend=backend, **f)
     if spec.kind == "gap":
-        return GlobalAvgPool(ops["gap"], spec.in_shape, **f)
+        return GlobalAvgPool(ops["gap"], spec.in_shape, backend=backend, **f)
     if spec.kind == "add":
         return Add(ops["add"], spec.in_shape, **f)
     raise ValueError(f"unknown stage kind {spec.kind!r}")
@@ -70,7 +72,7 @@ class Pipeline(wiring.Component):
         self._plan = plan
         self._qparams = qparams
         self._input = input_name
-        self._stages = {s.name: make_stage(s) for s in plan.stages}
+        self._stages = {s.name: make_stage(s, plan.backend) for s in plan.stages}
         last = plan.stages[-1]
         self._in_lanes, self._out_lanes = in_lanes, out_lanes
         self._in_elem = elem_shape(qparams[input_name].dtype)
@@ -132,7 +134,10 @@ class Pipeline(wiring.Component):
                 wiring.connect(m, take(s.inputs[1], s.in_lanes, s.name), stage.b)
             else:
                 wiring.connect(m, take(s.inputs[0], s.in_lanes, s.name, s.in_fifo), stage.i)
-            publish(s.output, stage.o, s.out_lanes, s.out_shape[-1])
+            out = RegisterSlice(stage.o.signature)
+            m.submodules[f"slice_{sanitize(s.name)}"] = out
+            wiring.connect(m, stage.o, out.i)
+            publish(s.output, out.o, s.out_lanes, s.out_shape[-1])
         last = plan.stages[-1]
         wiring.connect(m, take(last.output, self._out_lanes, "output"),
                        wiring.flipped(self.o))

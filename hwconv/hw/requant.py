@@ -13,7 +13,11 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import cost
 from ..errors import HwconvError
+from ..numerics import signed_bits
+from . import dsp
+from .fifo import RegisterSlice
 from .stream import beat_layout
 
 __all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const"]
@@ -55,6 +59,18 @@ class Requantizer(wiring.Component):
     """Per-channel fixed-point requantization, rounding (``requant.rounding``: half up
     or half to even), saturation.
 
+    Every channel's shift is folded into its multiplier: with ``S = max(shift)``,
+    ``round(acc * M_c / 2**s_c) == round(acc * (M_c << (S - s_c)) / 2**S)`` exactly, so
+    the shift, the rounding constant and the tie bit are constants and the only
+    per-channel table is the multiplier (a few bits wider: digits' shifts span 2 bits).
+
+    Pipeline (global stall: every register advances when the output is free or taken):
+    product of the accumulator and the group's multiplier (:func:`~hwconv.hw.dsp.multiply`,
+    :func:`hwconv.cost.requant_mul_latency` edges: a product of fewer DSP cells is padded
+    after rounding, where it is narrow), round and shift by ``S`` (1), clamp to
+    ``[lo - zp, hi - zp]`` (1), add the zero point (1), an output register slice (1):
+    :attr:`latency` edges in all.
+
     Parameters
     ----------
     requant : hwconv.numerics.Requant
@@ -69,18 +85,19 @@ class Requantizer(wiring.Component):
         Output zero point and clamp range (the output type's range, or a fused ReLU).
     out_shape : Shape
         ``signed(8)`` or ``unsigned(8)``.
+    backend : str
+        Multiplier back end (:mod:`hwconv.hw.dsp`).
 
     Attributes
     ----------
     i : In(stream.Signature(acc_layout(...)))
     o : Out(stream.Signature(beat_layout(out_shape, lanes)))
     latency : int
-        Register stages from ``i`` to ``o`` (3).
+        Register stages from ``i`` to ``o``.
     """
 
-    latency = 3
-
-    def __init__(self, requant, channels, lanes, acc_bits, zero_point, lo, hi, out_shape):
+    def __init__(self, requant, channels, lanes, acc_bits, zero_point, lo, hi, out_shape,
+                 *, backend="generic"):
         if lanes < 1 or channels % lanes:
             raise HwconvError(f"Requantizer: lanes={lanes} must divide {channels} channels")
         mult = [int(v) for v in requant.multiplier.ravel()]
@@ -91,9 +108,19 @@ class Requantizer(wiring.Component):
             raise HwconvError(f"Requantizer: {len(mult)} multipliers for {channels} channels")
         if not out_shape.signed and lo < 0:
             raise HwconvError(f"Requantizer: clamp low {lo} below unsigned range")
-        self._mult, self._shift = mult, shift
+        self._shift = max(shift)
+        self._mult = [m << (self._shift - s) for m, s in zip(mult, shift)]
+        self._mult_shape = unsigned(max(1, max(self._mult).bit_length()))
+        self._backend = dsp.backend(backend)
+        self._mul_latency = dsp.multiply_latency(self._backend, signed(acc_bits),
+                                                 self._mult_shape)
+        room = cost.requant_mul_latency(self._backend.name)
+        if self._mul_latency > room:
+            raise HwconvError(f"Requantizer: a {acc_bits}-bit x {self._mult_shape.width}-bit "
+                              f"product takes {self._mul_latency} cycles on the "
+                              f"{self._backend.name} back end, more than the {room} the "
+                              f"pipeline has")
         self._channels, self._lanes, self._acc_bits = channels, lanes, acc_bits
-        self._mult_bits = requant.mult_bits
         self._rounding = requant.rounding
         self._zp, self._lo, self._hi = zero_point, lo, hi
         self._out_shape = out_shape
@@ -103,40 +130,44 @@ class Requantizer(wiring.Component):
             "o": Out(stream.Signature(beat_layout(out_shape, lanes))),
         })
 
+    @property
+    def latency(self):
+        return cost.requant_latency(self._backend.name)
+
     def elaborate(self, platform):
         m = Module()
+        # Output register slice: the stall of every register here comes from its
+        # flip-flops, so the chain of readies from the consumer ends at this unit.
+        m.submodules.out_slice = out = RegisterSlice(self.o.signature)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        dst = out.i
+        src = self.i
         lanes = self._lanes
-        prod_bits = self._acc_bits + self._mult_bits + 1
-        max_shift = max(self._shift)
-
-        v1, v2 = Signal(), Signal()
         en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        m.d.comb += [en.eq(~dst.valid | dst.ready), src.ready.eq(en)]
 
-        g1 = Signal.like(self.i.payload.group)
-        last1, last2 = Signal(), Signal()
-        prods = [Signal(signed(prod_bits), name=f"prod{lane}") for lane in range(lanes)]
-        shifted = [Signal(signed(prod_bits), name=f"rounded{lane}") for lane in range(lanes)]
+        ctrl = data.StructLayout({"valid": 1, "last": 1})
+        c0 = Signal(ctrl)
+        m.d.comb += [c0.valid.eq(src.valid), c0.last.eq(src.payload.last)]
+        room = cost.requant_mul_latency(self._backend.name)
+        c = dsp.delay(m, en, c0, room + 2, "ctrl")     # product, round, clamp; o.valid
         with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), v2.eq(v1), self.o.valid.eq(v2),
-                         g1.eq(self.i.payload.group), last1.eq(self.i.payload.last),
-                         last2.eq(last1), self.o.payload.last.eq(last2)]
-            for lane in range(lanes):
-                chans = range(lane, self._channels, lanes)
-                mult = _table([self._mult[c] for c in chans], unsigned(self._mult_bits),
-                              self.i.payload.group)
-                m.d.sync += prods[lane].eq(self.i.payload.acc[lane] * mult)
-                shift = _table([self._shift[c] for c in chans],
-                               unsigned(max(1, max_shift.bit_length())), g1)
-                even = self._rounding == "half_even"
-                # half to even: add half - 1, plus 1 when the bit kept last is odd
-                half = _table([(1 << (self._shift[c] - 1)) - even if self._shift[c] else 0
-                               for c in chans], unsigned(max(1, max_shift)), g1)
-                rounded = prods[lane] + half
-                if even:
-                    odd = _table([int(self._shift[c] > 0) for c in chans], unsigned(1), g1)
-                    rounded = rounded + (odd & (prods[lane] >> shift)[0])
-                m.d.sync += shifted[lane].eq(rounded >> shift)
-                out = clamp(shifted[lane] + self._zp, self._lo, self._hi)
-                m.d.sync += self.o.payload.data[lane].eq(out)
+            m.d.sync += [dst.valid.eq(c.valid), dst.payload.last.eq(c.last)]
+
+        s = self._shift
+        lo, hi = self._lo - self._zp, self._hi - self._zp
+        for lane in range(lanes):
+            acc = src.payload.acc[lane]
+            mult = _table(self._mult[lane::lanes], self._mult_shape, src.payload.group)
+            prod = dsp.multiply(m, acc, mult, en, self._backend, f"mul{lane}")
+            scaled = Signal(signed(max(1, len(prod) - s + 1)), name=f"scaled{lane}")
+            clamped = Signal(signed(signed_bits(max(abs(lo), abs(hi)))),
+                             name=f"clamped{lane}")
+            with m.If(en):
+                m.d.sync += scaled.eq(round_shift_const(prod, s, self._rounding))
+            padded = dsp.delay(m, en, scaled, room - self._mul_latency, f"scaled{lane}")
+            with m.If(en):
+                m.d.sync += [clamped.eq(clamp(padded, lo, hi)),
+                             dst.payload.data[lane].eq(clamped + self._zp)]
         return m
+

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from .dsp import primitive_models
+
 __all__ = ["StreamRun", "run_streams"]
 
 
@@ -126,7 +128,8 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
     top = Module()
     top.domains.sync = ClockDomain()     # present even for purely combinational stages
     top.submodules.dut = dut
-    sim = Simulator(top)
+    with primitive_models():        # vendor DSP cells as their behavioural registers
+        sim = Simulator(top)
     sim.add_clock(1e-8)
     for name, beats in inputs.items():
         sim.add_testbench(make_producer(name, beats), background=True)
