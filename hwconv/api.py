@@ -53,13 +53,21 @@ def _words(frames, dtype, lanes):
 
 
 def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
-          ready_prob=0.8):
+          ready_prob=0.8, verify_netlist=False, device="ecp5-85f", synth_options=None,
+          simulator="icarus"):
     """Write a standalone build folder for ``compiled``.
 
     The folder holds the Verilog (``<top>.v``), ``files.f``, ``manifest.json``,
     ``pipeline.png``, a port ``README.md`` and ``tb/``: a cocotb test bench with stimulus
     (``inputs`` quantized, or ``n_frames`` random frames) and the golden model's expected
     outputs, rerun by ``make -C OUT sim``.  The folder appears whole or not at all.
+
+    With ``verify_netlist``, the written folder is then synthesized with Yosys for
+    ``device`` (``synth_options``: extra ``synth_<family>`` options, default hwconv's
+    safe ones) and the netlist is simulated with the family's cell models (``simulator``)
+    on the test bench's own stimulus, valid/ready pattern and seed, against the golden
+    model; synthesis and simulation files go to ``OUT/netlist_<family>/``.  A mismatch
+    raises :class:`sim.runner.SimulationError` naming the first differing output beat.
 
     Returns
     -------
@@ -92,7 +100,32 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
                         valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
         for f in hex_files:         # $readmemh reads from the simulator's folder
             shutil.copyfile(d / f, d / "tb" / f)
-    return Path(out_dir)
+    out = Path(out_dir)
+    if verify_netlist:
+        _verify_build(compiled, out, device, seed=seed, valid_prob=valid_prob,
+                      ready_prob=ready_prob, synth_options=synth_options,
+                      simulator=simulator)
+    return out
+
+
+def _verify_build(compiled, out, device, *, seed, valid_prob, ready_prob, synth_options,
+                  simulator):
+    """Synthesize build folder ``out`` for ``device``; simulate the netlist on the
+    folder's stimulus (``tb_input.npy``) against golden.  Returns the SimResult."""
+    from rtl_gen.netlist import synthesize_netlist
+
+    from .devices import device as lookup_device
+
+    dev = lookup_device(device)
+    sources = (out / "files.f").read_text().split()
+    hex_files = (out / "roms.f").read_text().split()
+    work = out / f"netlist_{dev.family}"
+    netlist = synthesize_netlist([out / f for f in sources], compiled.top, dev.name,
+                                 work / "synth", options=synth_options,
+                                 data_files=[out / f for f in hex_files])
+    return _netlist_bench(compiled, netlist, dev.family, work / "sim",
+                          np.load(out / "tb_input.npy"), seed=seed, simulator=simulator,
+                          valid_prob=valid_prob, ready_prob=ready_prob)
 
 
 @dataclass
@@ -163,39 +196,36 @@ def verify_netlist(compiled, device, folder, *, inputs=None, n_frames=2, seed=0,
     """Synthesize the pipeline for ``device`` and simulate the *netlist* against golden.
 
     The netlist Yosys wrote (``write_verilog`` after ``synth_<family>``) runs with
-    Yosys's own cell models in the same cocotb test bench as the RTL, on the same
-    stimulus; every output beat must equal the golden model's.  A mismatch raises
-    :class:`sim.runner.SimulationError` naming the first differing beat, the log and
-    the waveform.
+    Yosys's own cell models (plus hwconv's models of the primitives Yosys ships only as
+    black boxes: ECP5 ``DP16KD`` and ``MULT18X18D``, see :mod:`rtl_gen.netlist`) in the
+    same cocotb test bench as the RTL, on the same stimulus; every output beat must
+    equal the golden model's.  A mismatch raises :class:`sim.runner.SimulationError`
+    naming the first differing beat, the log and the waveform.
 
     Returns
     -------
     sim.runner.SimResult
     """
-    from rtl_gen.netlist import synthesize_netlist
-
-    from .devices import device as lookup_device
-
-    dev = lookup_device(device)
     folder = Path(folder)
     rtl = build(compiled, folder / "rtl", inputs=inputs, n_frames=n_frames, seed=seed)
-    sources = (rtl / "files.f").read_text().split()
-    hex_files = (rtl / "roms.f").read_text().split()
-    netlist = synthesize_netlist([rtl / f for f in sources], compiled.top, dev.name,
-                                 folder / f"synth_{dev.family}",
-                                 options=synth_options, data_files=[rtl / f for f in hex_files])
-    return simulate_netlist(compiled, netlist, dev.family, folder / f"netlist_{dev.family}",
-                            inputs=inputs, n_frames=n_frames, seed=seed, simulator=simulator)
+    return _verify_build(compiled, rtl, device, seed=seed, valid_prob=0.8, ready_prob=0.8,
+                         synth_options=synth_options, simulator=simulator)
 
 
 def simulate_netlist(compiled, netlist, family, folder, *, inputs=None, n_frames=2, seed=0,
-                     simulator="icarus"):
-    """Simulate a synthesized ``netlist`` (with Yosys's ``family`` cell models) against
-    the golden model in cocotb; see :func:`verify_netlist`."""
+                     simulator="icarus", valid_prob=0.8, ready_prob=0.8):
+    """Simulate a synthesized ``netlist`` (with the ``family`` cell models) against the
+    golden model in cocotb; see :func:`verify_netlist`."""
+    return _netlist_bench(compiled, netlist, family, folder,
+                          _frames(compiled, inputs, n_frames, seed), seed=seed,
+                          simulator=simulator, valid_prob=valid_prob, ready_prob=ready_prob)
+
+
+def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator,
+                   valid_prob, ready_prob):
     from rtl_gen.netlist import NETLIST_DEFINES, cell_models
     from sim.runner import axis_stream, run_testbench, write_testbench
 
-    frames = _frames(compiled, inputs, n_frames, seed)
     expected = golden.run(compiled.qnet, frames)
     qin, qout = compiled.qnet.input_q, compiled.qnet.output_q
     li, lo = compiled.in_lanes, compiled.out_lanes
@@ -205,7 +235,7 @@ def simulate_netlist(compiled, netlist, family, folder, *, inputs=None, n_frames
     write_testbench(folder, [netlist, models], compiled.top,
                     {s_axis: _words(frames, qin.dtype, li)},
                     {m_axis: _words(expected, qout.dtype, lo)},
-                    valid_prob=0.8, ready_prob=0.8, seed=seed,
+                    valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
                     defines=NETLIST_DEFINES.get(family, {}), includes=includes)
     return run_testbench(folder, simulator=simulator)
 

@@ -150,11 +150,11 @@ def plan_table(manifest):
     return "\n".join(rows)
 
 
-def _build(compiled, out, inputs):
+def _build(compiled, out, inputs, step="", **verify):
     from . import api
 
-    with _Progress(["generate Verilog, manifest, test bench"]) as bar:
-        api.build(compiled, out, inputs=inputs)
+    with _Progress([f"generate Verilog, manifest, test bench {step}".strip()]) as bar:
+        api.build(compiled, out, inputs=inputs, **verify)
         bar.step()
     print(plan_table(compiled.manifest()))
     print(f"wrote {out}/ ({compiled.top}.v, files.f, manifest.json, pipeline.png, "
@@ -210,10 +210,31 @@ class _Progress:
 
 
 def cmd_build(args):
-    """Model -> Verilog build folder."""
+    """Model -> Verilog build folder (and, with --verify-netlist, its netlist proof)."""
+    from pathlib import Path
+
+    from sim.runner import SimulationError
+
+    from .devices import device
+
     x = _load_npy(args.input, "--input") if args.input else None
+    dev = device(args.device)          # a bad name fails before any work
     compiled = _compile(args.model, args, _calibration(args, False))
-    _build(compiled, args.output, x)
+    if not args.verify_netlist:
+        _build(compiled, args.output, x)
+        return 0
+    work = Path(args.output) / f"netlist_{dev.family}"
+    try:
+        _build(compiled, args.output, x, verify_netlist=True, device=dev.name,
+               synth_options=args.synth_options,
+               step=f"+ synthesize for {dev.name}, simulate the netlist")
+    except SimulationError as e:       # one line: the first differing output beat
+        first = str(e).splitlines()[0].split("first: ", 1)[-1]
+        print(f"hwconv: netlist verification failed on {dev.name}: {first} "
+              f"(files: {work}/)", file=sys.stderr)
+        return 1
+    print(f"netlist verified on {dev.name}: every output beat of the synthesized netlist "
+          f"equals the golden model ({work}/)")
     return 0
 
 
@@ -293,6 +314,12 @@ def _add_explore_command(sub):
     e.set_defaults(func=cmd_explore)
 
 
+def _device_names():
+    from .devices import DEVICES
+
+    return sorted(DEVICES)
+
+
 def _add_hw_commands(sub):
     from . import datasets
 
@@ -313,6 +340,16 @@ def _add_hw_commands(sub):
     target(b)
     b.add_argument("-o", "--output", required=True, metavar="DIR")
     b.add_argument("--input", metavar="IN.npy", help="test bench stimulus (float32)")
+    b.add_argument("--verify-netlist", action="store_true",
+                   help="then synthesize for --device with Yosys and simulate the netlist "
+                        "(cell models, Icarus) against the golden model on the test "
+                        "bench's stimulus; a mismatch exits 1 naming the first bad beat")
+    b.add_argument("--device", default="ecp5-85f", metavar="NAME",
+                   help="device for --verify-netlist (default ecp5-85f; "
+                        f"{', '.join(_device_names())})")
+    b.add_argument("--synth-options", metavar="OPTS",
+                   help="extra synth_<family> options for --verify-netlist (default: "
+                        "hwconv's safe options)")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate the generated Verilog in cocotb")
