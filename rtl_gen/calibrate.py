@@ -46,11 +46,12 @@ class Case:
     spec: object = None
     folding: dict = None
     fifo: tuple = None          # (width bits, depth beats) for kind "fifo"
+    backend: str = "generic"    # multiplier back end (hwconv.hw.dsp)
 
     def inventory(self):
         if self.kind == "fifo":
             return cost.fifo_inventory(*self.fifo)
-        return explore.stage_inventory(self.spec, self.folding)
+        return explore.stage_inventory(self.spec, self.folding, self.backend)
 
     def hardware(self):
         if self.kind == "fifo":
@@ -61,7 +62,8 @@ class Case:
             width, depth = self.fifo
             return StreamFifo(beat_signature(signed(8), (width - 1) // 8), depth)
         from hwconv.hw.pipeline import make_stage
-        return make_stage(dataclasses.replace(self.spec, folding=dict(self.folding)))
+        return make_stage(dataclasses.replace(self.spec, folding=dict(self.folding)),
+                          self.backend)
 
 
 def calibration_specs():
@@ -74,12 +76,13 @@ def calibration_specs():
         [("digits", s) for s in mapper.group_stages(compiler.compile(DIGITS).qnet)]
 
 
-def stage_cases(max_multipliers=256, per_stage=3, quick=False, kinds=None):
+def stage_cases(max_multipliers=256, per_stage=3, quick=False, kinds=None,
+                backend="generic"):
     """Calibration cases: every stage at up to ``per_stage`` foldings of the mapper's
     front (cheapest, middle, fastest within ``max_multipliers``), plus FIFOs.
 
     ``quick`` keeps one stage of each kind (the first found) and two FIFOs; ``kinds``
-    keeps only those kinds (``"fifo"`` included).
+    keeps only those kinds (``"fifo"`` included); ``backend`` builds the multiplies.
     """
     cases, seen_kind = [], set()
     for net, spec in calibration_specs():
@@ -93,7 +96,7 @@ def stage_cases(max_multipliers=256, per_stage=3, quick=False, kinds=None):
         for k in sorted(set(picks)):
             f = front[k]
             label = f"{net}/{spec.name} " + " ".join(f"{a}={b}" for a, b in f.items())
-            cases.append(Case(label, spec.kind, spec, f))
+            cases.append(Case(label, spec.kind, spec, f, backend=backend))
     if kinds is None or "fifo" in kinds:
         fifos = [(9, 16), (33, 128)] if quick else [(9, 16), (17, 64), (33, 128),
                                                     (65, 32), (9, 1024), (129, 64)]

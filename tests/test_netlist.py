@@ -153,9 +153,10 @@ def test_digits_netlist_ice40_matches_golden(tmp_path):
 
 
 def test_digits_netlist_ecp5_matches_golden(tmp_path):
-    """The digits pipeline through synth_ecp5 (LUT4, CCU2C, TRELLIS_FF/DPR, DP16KD,
-    MULT18X18D) simulates bit-exact against golden: ~80 s."""
-    c = compiler.compile(str(DIGITS), max_multipliers=40)
+    """The digits pipeline on the ECP5 multiplier back end (registered MULT18X18D
+    instances) through synth_ecp5 (LUT4, CCU2C, TRELLIS_FF/DPR, DP16KD) simulates
+    bit-exact against golden: ~80 s."""
+    c = compiler.compile(str(DIGITS), max_multipliers=40, backend="ecp5")
     x = datasets.load("digits").x_test[:2]
     res = api.verify_netlist(c, "ecp5-85f", tmp_path, inputs=x)
     assert len(res.received["m_axis"]) == 20

@@ -53,6 +53,20 @@ def test_stage_dsp_and_bram_match_yosys_ecp5(tmp_path):
     _check(rows)
 
 
+@pytest.mark.parametrize("backend,device", [("ecp5", "ecp5-85f"), ("ice40", "ice40-up5k"),
+                                            ("xilinx", "xc7a35t")])
+def test_dsp_cells_per_backend_match_yosys(backend, device, tmp_path):
+    """A vendor back end instantiates its DSP cells: the cost model counts them (and the
+    block RAM) within 15% of Yosys, for every stage kind that multiplies."""
+    kinds = ("conv", "dwpw", "dense", "gap")
+    rows = _calibrate(device, tmp_path, quick=True, per_stage=1 if REDUCED else 2,
+                      max_multipliers=16 if backend == "ice40" else 64, kinds=kinds,
+                      backend=backend)
+    assert {r["kind"] for r in rows} == set(kinds)
+    assert all(r["yosys"]["dsp"] > 0 for r in rows if "yosys" in r)
+    _check(rows)
+
+
 @pytest.mark.slow
 def test_stage_dsp_and_bram_match_yosys_xilinx(tmp_path):
     rows = _calibrate("xc7a35t", tmp_path, quick=True, per_stage=1 if REDUCED else 2,
