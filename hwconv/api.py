@@ -60,7 +60,9 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
     The folder holds the Verilog (``<top>.v``), ``files.f``, ``manifest.json``,
     ``pipeline.png``, a port ``README.md`` and ``tb/``: a cocotb test bench with stimulus
     (``inputs`` quantized, or ``n_frames`` random frames) and the golden model's expected
-    outputs, rerun by ``make -C OUT sim``.  The folder appears whole or not at all.
+    outputs, rerun by ``make -C OUT sim``.  The folder appears whole or not at all.  A
+    vendor multiplier back end's DSP cells simulate with their models, copied to
+    ``cells/`` for the test bench (``files.f`` leaves them to the vendor flow).
 
     With ``verify_netlist``, the written folder is then synthesized with Yosys for
     ``device`` (``synth_options``: extra ``synth_<family>`` options, default hwconv's
@@ -94,10 +96,17 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
         write_text(d / "Makefile", _BUILD_MAKEFILE.format(top=compiled.top))
         np.save(d / "tb_input.npy", frames)
         np.save(d / "tb_expected.npy", expected)
-        write_testbench(d / "tb", [d / f for f in sources], compiled.top,
+        cells, includes, defines = [], (), None
+        if compiled.plan.backend != "generic":
+            from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+
+            models, includes = cell_models(compiled.plan.backend, d / "cells")
+            cells, defines = [models], NETLIST_DEFINES.get(compiled.plan.backend, {})
+        write_testbench(d / "tb", [d / f for f in sources] + cells, compiled.top,
                         {s_axis: _words(frames, qin.dtype, li)},
                         {m_axis: _words(expected, qout.dtype, lo)},
-                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
+                        defines=defines, includes=includes)
         for f in hex_files:         # $readmemh reads from the simulator's folder
             shutil.copyfile(d / f, d / "tb" / f)
     out = Path(out_dir)
@@ -242,7 +251,7 @@ def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator
 
 def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit=None,
             dask=None, workers=None, clock_mhz=None, budget=None, calibration=None,
-            device_limits=True, progress=True):
+            device_limits=True, progress=True, backend="generic"):
     """Sweep the foldings of ``model`` on ``device``: the Pareto front of throughput vs
     DSP blocks, block RAM and LUTs (see :mod:`hwconv.explore`).
 
@@ -284,7 +293,7 @@ def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit
             workers=workers, budget=budget, rescore=synth_point if synth else None,
             rescore_limit=synth_limit, progress=progress,
             rescore_dir=Path(out_dir) / "synth" if (synth and out_dir) else None,
-            rescore_options={"fmax": fmax}, device_limits=device_limits)
+            rescore_options={"fmax": fmax}, device_limits=device_limits, backend=backend)
     finally:
         if executor is not None:
             executor.shutdown(wait=True)

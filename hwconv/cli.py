@@ -124,7 +124,8 @@ def _compile(model, args, calibration):
         loaded = compiler.load(model, calibration=calibration)
         bar.step()
         compiled = compiler.compile(loaded, clock_mhz=args.clock, fps=args.fps,
-                                    max_multipliers=args.max_multipliers)
+                                    max_multipliers=args.max_multipliers,
+                                    backend=getattr(args, "backend", "generic"))
         bar.step()
     for change in compiled.plan.report:
         print(f"  {change}")
@@ -272,7 +273,7 @@ def cmd_explore(args):
                          fmax=args.fmax, synth_limit=args.synth_limit, dask=args.dask,
                          workers=args.workers, clock_mhz=args.clock, budget=budget,
                          calibration=_calibration(args, False),
-                         device_limits=not args.no_device_limits)
+                         device_limits=not args.no_device_limits, backend=args.backend)
     if args.json:
         print(json.dumps(json.loads((__import__("pathlib").Path(args.output)
                                      / "pareto.json").read_text()), indent=2))
@@ -281,6 +282,15 @@ def cmd_explore(args):
     print(front_table(result))
     print(f"wrote {args.output}/ (pareto.csv, pareto.json, points.csv, pareto.png)")
     return 0
+
+
+def _backend_option(p):
+    from .cost import DSP_PORTS
+
+    p.add_argument("--backend", choices=list(DSP_PORTS), default="generic",
+                   help="multiplier back end: generic (behavioural, any tool; default), "
+                        "ecp5 (MULT18X18D), ice40 (SB_MAC16), xilinx (DSP48E1), each "
+                        "with its registers")
 
 
 def _add_explore_command(sub):
@@ -298,6 +308,7 @@ def _add_explore_command(sub):
     e.add_argument("--synth-limit", type=int, metavar="N",
                    help="synthesize only the N fastest front points")
     e.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler")
+    _backend_option(e)
     e.add_argument("--workers", type=int, help="local worker processes (default: CPUs)")
     e.add_argument("--clock", type=float, metavar="MHZ",
                    help="clock for frames/s (default: the device's nominal clock)")
@@ -335,6 +346,7 @@ def _add_hw_commands(sub):
                                                  "the multiplier budget allows)")
         p.add_argument("--max-multipliers", type=int, metavar="N",
                        help="multiplier budget of the MAC arrays")
+        _backend_option(p)
 
     b = sub.add_parser("build", help="generate Verilog, manifest and test bench")
     target(b)

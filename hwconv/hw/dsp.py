@@ -225,12 +225,11 @@ def _mult18x18d(m, a, b, en, name):
     for r in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
         regs.update({f"p_REG_{r}_CLK": "CLK0", f"p_REG_{r}_CE": "CE0",
                      f"p_REG_{r}_RST": "RST0"})
-    # Pins are tied as Yosys's own MULT18X18D mapping ties them; the unused clocks,
-    # enables and resets stay unconnected (constant nets into every DSP tile congest
-    # nextpnr's router).
+    # Only the pins the multiply needs are connected (the pre-adder input C and the
+    # unused clocks, enables and resets stay open): constant nets into every DSP tile
+    # congest nextpnr's router.
     zero = Const(0, 1)
     ports = {f"i_{k}": v for k, v in {**_bits("A", a, 18), **_bits("B", b, 18)}.items()}
-    ports.update({f"i_C{i}": zero for i in range(18)})
     ports.update({f"o_P{i}": p[i] for i in range(36)})
     m.submodules[name] = Instance(
         "MULT18X18D", **regs,
