@@ -45,6 +45,9 @@ WINDOW_CASES = [
     ((9, 9, 2), 3, 1, "same", 2, 2, "int8"),          # dilation 2
     ((6, 7, 1), 3, 2, (0, 1, 2, 1), 1, 1, "int8"),    # explicit, asymmetric
     ((5, 6, 1), (3, 2), (2, 1), (1, 0, 1, 1), 1, 1, "int8"),   # KH != KW
+    ((5, 2, 1), 3, 1, "same", 1, 1, "int8"),          # delay line of 2 words: registers
+    ((6, 1, 2), (3, 1), 1, (1, 0, 1, 0), 1, 2, "int8"),   # 1 word
+    ((6, 3, 1), 3, 1, "same", 1, 1, "uint8"),         # 3 words: the shallowest memory
 ]
 
 
