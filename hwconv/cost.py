@@ -290,6 +290,15 @@ def needs_window(geo):
             c.after) != (1, 1, 1, 1, 0, 0, 0, 0)
 
 
+def window_slice(geo):
+    """Whether a :class:`~hwconv.hw.fifo.RegisterSlice` sits between a line buffer and
+    its MAC array (ending the stall chain there): only where every slot emits a window
+    (stride 1, output as large as the input), so the array sees an even stream and two
+    more beats of buffering change no frame time (:func:`window_cycles` stays exact)."""
+    return needs_window(geo) and all(a.stride == 1 and a.out == a.size
+                                      for a in (geo.rows, geo.cols))
+
+
 def conv_window(stage, op, in_shape, lanes):
     """Window geometry of conv layer ``op`` on ``in_shape`` (validated)."""
     return window(stage, in_shape, op.kernel, op.stride, op.padding, op.dilation, lanes)
@@ -378,7 +387,7 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic")
     lb = line_buffer(geo) if needs_window(geo) else None
     # The first window beat enters the MAC array at the line buffer's latency; without a
     # line buffer the input beat itself is held, so its transfer is F - 1 steps late.
-    start = lb.latency if lb else 1 - f
+    start = lb.latency + SLICE_LATENCY * window_slice(geo) if lb else 1 - f
     latency = start + (g - 1) * f + mac_depth(terms, levels_per_stage, backend) + \
         requant_latency(backend)
     return StageCost(
@@ -642,6 +651,7 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
     # [-> activation]
     dlanes = dw_simd * mult
     lat = (line_buffer(geo).latency if windowed else 0) + \
+        SLICE_LATENCY * window_slice(geo) + \
         mac_depth(kk, levels_per_stage, backend) + requant_latency(backend)
     if dw_act is not None and not dw_act.is_clamp:
         lat += activation_latency(dw_act)
@@ -1247,6 +1257,8 @@ def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend=
     inv += requantizer_inventory(op.requant, o, pe, acc, backend)
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
+    if window_slice(geo):          # two window beats of flip-flops
+        inv += Inventory(ff=2 * geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 2)
     return inv
 
 
@@ -1287,6 +1299,8 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
     inv += requantizer_inventory(dw.requant, cm, dlanes, dacc, backend)
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
+    if window_slice(geo):          # two window beats of flip-flops
+        inv += Inventory(ff=2 * geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 2)
     if dw_act is not None and not dw_act.is_clamp:
         inv += _activation_inventory(dw_act, dlanes)
     if pw_simd != dlanes:

@@ -37,6 +37,7 @@ from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from ..quant import QActivation, QConv2D
+from .fifo import RegisterSlice
 from .linebuffer import LineBuffer
 from .mac import MacArray, value_bound
 from .requant import Requantizer
@@ -165,6 +166,10 @@ class Conv2D(StageFigures, wiring.Component):
             m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
+            if cost.window_slice(geo):
+                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature)
+                wiring.connect(m, lb.o, ws.i)
+                src = ws.o
         else:
             src = wiring.flipped(self.i)
         # window beats and pixel beats have the MAC input's bit layout (tap-major, lane-minor)

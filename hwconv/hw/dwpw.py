@@ -173,6 +173,10 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
+            if cost.window_slice(geo):
+                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature)
+                wiring.connect(m, lb.o, ws.i)
+                src = ws.o
         else:
             src = wiring.flipped(self.i)
         m.d.comb += [dmac.i.valid.eq(src.valid), src.ready.eq(dmac.i.ready),
