@@ -12,8 +12,8 @@ one 3x3 kernel plus its requantizer: ``--backends ice40`` tries anyway).
   16x16x8->8, large 32x32x16->16 (weight ROM 4, 64, 256 rows; line buffer 16, 128, 512
   words).
 * on ECP5 also c32: a 3x3x32->32 conv on 16x16, kernel unrolled, pe=2 simd=8 (144
-  multipliers + 8 requantizer cells = 152 of the part's 156 DSPs; unrolling all of
-  C and O would take 9216 multipliers).
+  multipliers plus the requantizer's cells: 148 of the part's 156 MULT18X18D in Yosys;
+  unrolling all of C and O would take 9216 multipliers).
 
 Goals: digits >= 150 MHz on LFE5U-85F-6 (issue 6; floor 100 MHz); digits >= 200 MHz
 with the ECP5 back end, >= 70 MHz on iCE40UP5K, c32 >= 200 MHz (issue 8).  A design that
