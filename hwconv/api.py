@@ -96,17 +96,16 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
         write_text(d / "Makefile", _BUILD_MAKEFILE.format(top=compiled.top))
         np.save(d / "tb_input.npy", frames)
         np.save(d / "tb_expected.npy", expected)
-        cells, includes, defines = [], (), None
+        cells, bench = [], {}
         if compiled.plan.backend != "generic":
-            from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+            from rtl_gen.netlist import cell_bench_files
 
-            models, includes = cell_models(compiled.plan.backend, d / "cells")
-            cells, defines = [models], NETLIST_DEFINES.get(compiled.plan.backend, {})
+            models, bench = cell_bench_files(compiled.plan.backend, d / "cells")
+            cells = [models]
         write_testbench(d / "tb", [d / f for f in sources] + cells, compiled.top,
                         {s_axis: _words(frames, qin.dtype, li)},
                         {m_axis: _words(expected, qout.dtype, lo)},
-                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
-                        defines=defines, includes=includes)
+                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, **bench)
         for f in hex_files:         # $readmemh reads from the simulator's folder
             shutil.copyfile(d / f, d / "tb" / f)
     out = Path(out_dir)
@@ -232,7 +231,7 @@ def simulate_netlist(compiled, netlist, family, folder, *, inputs=None, n_frames
 
 def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator,
                    valid_prob, ready_prob):
-    from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+    from rtl_gen.netlist import cell_bench_files
     from sim.runner import axis_stream, run_testbench, write_testbench
 
     expected = golden.run(compiled.qnet, frames)
@@ -240,12 +239,11 @@ def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator
     li, lo = compiled.in_lanes, compiled.out_lanes
     s_axis = axis_stream("s_axis", 8 * li, lanes=li, signed=qin.signed)
     m_axis = axis_stream("m_axis", 8 * lo, lanes=lo, signed=qout.signed)
-    models, includes = cell_models(family, Path(folder) / "models")
+    models, bench = cell_bench_files(family, Path(folder) / "models")
     write_testbench(folder, [netlist, models], compiled.top,
                     {s_axis: _words(frames, qin.dtype, li)},
                     {m_axis: _words(expected, qout.dtype, lo)},
-                    valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
-                    defines=NETLIST_DEFINES.get(family, {}), includes=includes)
+                    valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, **bench)
     return run_testbench(folder, simulator=simulator)
 
 

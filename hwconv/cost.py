@@ -749,7 +749,7 @@ def multiply(backend, a_bits, b_bits, a_signed=True, b_signed=True, const=None, 
     that are wiring (0, +-2**k)."""
     cells = None
     if DSP_PORTS[backend] is not None:
-        cells = 0 if const is not None and _const_is_shift(const) else \
+        cells = 0 if const is not None and const_is_shift(const) else \
             dsp_cells(backend, a_bits + (not a_signed), b_bits + (not b_signed))
     return Multiply(a_bits, b_bits, a_signed, b_signed, const=const, count=count,
                     cells=cells)
@@ -924,7 +924,8 @@ def _family(family):
                           f"{', '.join(FAMILIES)}") from None
 
 
-def _const_is_shift(v):
+def const_is_shift(v):
+    """Whether multiplying by the constant ``v`` is wiring: 0 or +-2**k."""
     v = abs(int(v))
     return v & (v - 1) == 0            # 0 or a power of two
 
@@ -961,7 +962,7 @@ def dsp_blocks(mul, family):
     if mul.cells is not None:
         return mul.count * mul.cells
     fam = _family(family)
-    if fam.dsp is None or (mul.const is not None and _const_is_shift(mul.const)):
+    if fam.dsp is None or (mul.const is not None and const_is_shift(mul.const)):
         return 0
     b = mul.b_bits
     if mul.const is not None:       # trailing zeros become a shift; then minimal width
@@ -976,7 +977,7 @@ def _soft_products(mul, family):
     if mul.cells is not None:
         return 0
     if mul.const is not None:
-        if _const_is_shift(mul.const):
+        if const_is_shift(mul.const):
             return 0
         if dsp_blocks(mul, family):
             return 0

@@ -24,7 +24,7 @@ from hwconv.devices import device as lookup_device
 
 from .synth import ToolError, _rel, _run, tool
 
-__all__ = ["synthesize_netlist", "cell_models", "dp16kd_model", "mult18x18d_model",
+__all__ = ["synthesize_netlist", "cell_models", "cell_bench_files", "dp16kd_model", "mult18x18d_model",
            "NETLIST_DEFINES", "SAFE_SYNTH_OPTIONS"]
 
 #: Preprocessor defines the cell models need under Icarus.
@@ -51,6 +51,14 @@ def _share():
 #: family -> (folder under Yosys's share/, the models synth_<family> itself reads)
 _MODELS = {"ecp5": ("lattice", "cells_sim_ecp5.v"), "ice40": ("ice40", "cells_sim.v"),
            "xilinx": ("xilinx", "cells_sim.v")}
+
+
+def cell_bench_files(family, dest):
+    """The cell models of ``family`` as a test bench takes them: ``(models file,
+    {"includes": [...], "defines": {...}})``, the dict for
+    :func:`sim.runner.write_testbench`."""
+    models, includes = cell_models(family, dest)
+    return models, {"includes": includes, "defines": NETLIST_DEFINES.get(family, {})}
 
 
 def cell_models(family, dest):

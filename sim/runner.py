@@ -427,14 +427,12 @@ def simulate_component(top, inputs, outputs, folder, *, name=None, ports=None,
     expect = {ports[p]: component_words(payloads, p, b) for p, b in outputs.items()}
     src = folder / f"{name}.v"
     src.write_text(verilog.convert(top, name=name, emit_src=False))
-    sources, includes, defines = [src], (), None
+    sources, bench = [src], {}
     if cells is not None:
-        from rtl_gen.netlist import NETLIST_DEFINES, cell_models
+        from rtl_gen.netlist import cell_bench_files
 
-        models, includes = cell_models(cells, folder / "models")
+        models, bench = cell_bench_files(cells, folder / "models")
         sources.append(models)
-        defines = NETLIST_DEFINES.get(cells, {})
     write_testbench(folder, sources, name, stim, expect, valid_prob=valid_prob,
-                    ready_prob=ready_prob, seed=seed, timeout_cycles=timeout_cycles,
-                    defines=defines, includes=includes)
+                    ready_prob=ready_prob, seed=seed, timeout_cycles=timeout_cycles, **bench)
     return run_testbench(folder, simulator=simulator, waves=waves)

@@ -31,7 +31,7 @@ import contextvars
 from dataclasses import dataclass
 
 from amaranth import ClockSignal, Const, Instance, Signal
-from amaranth.hdl import Shape, signed, unsigned
+from amaranth.hdl import Shape, signed
 
 from .. import cost
 from ..errors import HwconvError
@@ -105,11 +105,6 @@ def _const_value(v):
     return v.value if isinstance(v, Const) else None
 
 
-def _is_shift(c):
-    c = abs(int(c))
-    return c & (c - 1) == 0
-
-
 def multiply_latency(be, a_shape, b_shape):
     """Clock-enabled edges from operands to product for :func:`multiply`."""
     be = backend(be)
@@ -137,7 +132,7 @@ def multiply(m, a, b, en, be, name):
     a_bits, b_bits = _signed_width(a.shape()), _signed_width(b.shape())
     out_shape = signed(a_bits + b_bits)
     c = _const_value(b)
-    if c is not None and _is_shift(c):      # wiring, delayed like a product
+    if c is not None and cost.const_is_shift(c):     # wiring, delayed like a product
         if c == 0:
             return Const(0, out_shape)
         k = abs(c).bit_length() - 1

@@ -100,16 +100,12 @@ class Requantizer(wiring.Component):
                  *, backend="generic"):
         if lanes < 1 or channels % lanes:
             raise HwconvError(f"Requantizer: lanes={lanes} must divide {channels} channels")
-        mult = [int(v) for v in requant.multiplier.ravel()]
-        shift = [int(v) for v in requant.shift.ravel()]
-        if len(mult) == 1:
-            mult, shift = mult * channels, shift * channels
-        if len(mult) != channels:
-            raise HwconvError(f"Requantizer: {len(mult)} multipliers for {channels} channels")
+        n = requant.multiplier.size
+        if n not in (1, channels):
+            raise HwconvError(f"Requantizer: {n} multipliers for {channels} channels")
         if not out_shape.signed and lo < 0:
             raise HwconvError(f"Requantizer: clamp low {lo} below unsigned range")
-        self._shift = max(shift)
-        self._mult = [m << (self._shift - s) for m, s in zip(mult, shift)]
+        self._mult, self._shift = cost.requant_multipliers(requant, channels)
         self._mult_shape = unsigned(max(1, max(self._mult).bit_length()))
         self._backend = dsp.backend(backend)
         self._mul_latency = dsp.multiply_latency(self._backend, signed(acc_bits),
