@@ -58,6 +58,9 @@ class Board:
         File suffix of the bitstream (``bin``, ``bit``).
     notes : tuple
         Lines for the report (how to program the board).
+    backend : str
+        Multiplier back end of the pipeline (:mod:`hwconv.hw.dsp`): the part's DSP cells
+        instantiated with their registers, or ``generic``.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Board:
     leds: tuple
     bitstream: str
     notes: tuple = field(default_factory=tuple)
+    backend: str = "generic"
 
     @property
     def family(self):

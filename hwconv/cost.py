@@ -34,7 +34,8 @@ from .errors import HwconvError
 from .ir import normalize_padding, pair
 
 __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
-           "pool_activate", "depthwise_pointwise", "position_cycles", "mul_latency", "requant_latency", "SLICE_LATENCY",
+           "pool_activate", "depthwise_pointwise", "position_cycles", "mul_latency",
+           "requant_latency", "requant_limbs", "REQUANT_MIN_LIMB_BITS", "SLICE_LATENCY",
            "ACTIVATE_LATENCY"]
 
 #: Signed operand widths (A, B) of each multiplier back end's DSP cell
@@ -55,16 +56,52 @@ def mul_latency(backend):
     return 1 if DSP_PORTS[backend] is None else MUL_LATENCY
 
 
+#: Back end of the requantizers' products where it differs from the MAC arrays': iCE40
+#: parts have few DSP cells (the UP5K 8, the others none) and a requantizer product of
+#: ~20 x ~26 bits takes two to four ``SB_MAC16``, so on ``ice40`` the requantizers
+#: multiply in fabric (limb-serial where they can, :func:`requant_limbs`) and the cells
+#: go to the MAC arrays' 8-bit products.
+REQUANT_BACKEND = {"ice40": "generic"}
+
+
+def requant_backend(backend):
+    """The back end :class:`hwconv.hw.requant.Requantizer` multiplies with on a design
+    whose multiplier back end is ``backend`` (see :data:`REQUANT_BACKEND`)."""
+    _check_backend("requantizer", backend)
+    return REQUANT_BACKEND.get(backend, backend)
+
+
 def requant_mul_latency(backend):
     """Register stages the requantizer gives its product: a product of up to four DSP
-    cells (``MUL_LATENCY`` plus two adder levels) on a vendor back end."""
+    cells (``MUL_LATENCY`` plus two adder levels) on a vendor back end (the
+    requantizer's own back end, :func:`requant_backend`)."""
+    backend = requant_backend(backend)
     return mul_latency(backend) + (0 if DSP_PORTS[backend] is None else 2)
 
 
-def requant_latency(backend):
+def requant_latency(backend, limbs=1):
     """Register stages of :class:`hwconv.hw.requant.Requantizer`: the product, then
-    round-and-shift, clamp and zero point (1 each), then the output register slice."""
-    return SLICE_LATENCY + requant_mul_latency(backend) + 3
+    round-and-shift, clamp and zero point (1 each), then the output register slice.
+
+    With ``limbs = L > 1`` (limb-serial) the beat first waits in the held register (1),
+    its last limb enters the multiplier ``L - 1`` cycles after its first, and the
+    Horner accumulator adds it in (1): ``L + 1`` edges more."""
+    _check_limbs("requant_latency", limbs)
+    return SLICE_LATENCY + requant_mul_latency(backend) + 3 + (limbs + 1 if limbs > 1 else 0)
+
+
+#: Narrowest limb :func:`requant_limbs` chooses: narrower limbs save few LUTs per cycle
+#: spent, while the held register, Horner accumulator and limb table stay.
+REQUANT_MIN_LIMB_BITS = 4
+
+
+def _check_limbs(what, limbs, width=None):
+    if isinstance(limbs, bool) or not isinstance(limbs, (int, np.integer)) or limbs < 1 \
+            or (width is not None and limbs > width):
+        span = ">= 1" if width is None else f"from 1 to {width} (the multipliers' width)"
+        raise HwconvError(f"{what}: limbs must be an integer {span}, not {limbs!r}")
+
+
 #: Cycles of the register slice after every stage of a pipeline
 #: (:class:`hwconv.hw.fifo.RegisterSlice`).
 SLICE_LATENCY = 1
@@ -85,6 +122,9 @@ class StageCost:
     requant_multipliers: int = 0
     #: other activation storage in values: a Dense input vector, accumulators, a skip FIFO
     buffer_words: int = 0
+    #: limbs of the requantizers' serial products, summed over the stage's requantizers
+    #: (1 each when parallel, see :func:`requant_limbs`): more limbs, smaller products
+    requant_limbs: int = 0
 
     @property
     def utilization(self):
@@ -361,10 +401,12 @@ def _check_backend(stage, backend):
                           f"of {', '.join(DSP_PORTS)}")
 
 
-def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
+def conv2d(op, in_shape, pe=1, simd=1, kfold=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.conv.Conv2D` for ``op`` (a QConv2D, ``groups == 1``).
 
-    ``G = C / simd`` window beats per output position, each held ``F = O / pe`` cycles.
+    ``G = C / simd`` window beats per output position, each held ``F * kfold`` cycles
+    (``F = O / pe`` output groups, each taking ``kfold`` cycles of ``K*K*simd / kfold``
+    products per lane).
     """
     stage = "Conv2D"
     o, kh, kw, cg = op.weight.shape
@@ -378,24 +420,28 @@ def conv2d(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic")
     _check_weights(stage, op)
     _check_divides(stage, "simd", simd, cg, "input channels")
     _check_divides(stage, "pe", pe, o, "output channels")
+    _check_divides(stage, "kfold", kfold, kh * kw, "kernel taps")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
     _check_backend(stage, backend)
     geo = conv_window(stage, op, in_shape, simd)
     g, f = cg // simd, o // pe
     oh, ow, _ = geo.out_shape
     terms = kh * kw * simd
+    hold = f * kfold
     lb = line_buffer(geo) if needs_window(geo) else None
     # The first window beat enters the MAC array at the line buffer's latency; without a
-    # line buffer the input beat itself is held, so its transfer is F - 1 steps late.
-    start = lb.latency + SLICE_LATENCY * window_slice(geo) if lb else 1 - f
-    latency = start + (g - 1) * f + mac_depth(terms, levels_per_stage, backend) + \
-        requant_latency(backend)
+    # line buffer the input beat itself is held, so its transfer is F*kfold - 1 steps
+    # late.  The first output leaves after the last beat's first fold's kfold chunks.
+    start = lb.latency + SLICE_LATENCY * window_slice(geo) if lb else 1 - hold
+    limbs = requant_limbs(op.requant, o, kfold)
+    latency = start + (g - 1) * hold + kfold - 1 + \
+        mac_depth(terms // kfold, levels_per_stage, backend) + requant_latency(backend, limbs)
     return StageCost(
-        cycles_per_frame=window_cycles(geo, f) if lb else oh * ow * g * f,
-        multipliers=pe * terms, latency=latency,
+        cycles_per_frame=window_cycles(geo, hold) if lb else oh * ow * g * hold,
+        multipliers=pe * terms // kfold, latency=latency,
         linebuffer_words=geo.storage_words, weight_words=op.weight.size,
         macs_per_frame=oh * ow * op.weight.size, requant_multipliers=pe,
-        buffer_words=o if g > 1 else 0)
+        buffer_words=o if g > 1 else 0, requant_limbs=limbs)
 
 
 # -- dense, global average pooling, residual add (hwconv.hw.dense, .gap, .add) ----------
@@ -428,12 +474,14 @@ def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
     _check_backend(stage, backend)
     ni, no = n // simd, o // pe
+    # an output group leaves every ni cycles: the requantizer may take ni limbs
+    limbs = requant_limbs(op.requant, o, ni)
     return StageCost(
         cycles_per_frame=ni * no, multipliers=pe * simd,
         latency=SLICE_LATENCY + ni - 1 + mac_depth(simd, levels_per_stage, backend) +
-        requant_latency(backend),
+        requant_latency(backend, limbs),
         weight_words=o * n, macs_per_frame=o * n, requant_multipliers=pe,
-        buffer_words=n if no > 1 else 0)
+        buffer_words=n if no > 1 else 0, requant_limbs=limbs)
 
 
 def global_avg_pool(op, in_shape, lanes=1, *, backend="generic"):
@@ -594,12 +642,13 @@ def position_cycles(geo, per_position):
             + gap(frame_jump))
 
 
-def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, pw_pe=1, *,
-                        levels_per_stage=1, backend="generic"):
+def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, pw_pe=1,
+                        dw_kfold=1, pw_kfold=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dwpw.DepthwisePointwise`.
 
-    The pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe)`` cycles per pixel and
-    the line buffer ``C / dw_simd`` slots per pixel; see :func:`position_cycles`.
+    The pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe) * pw_kfold`` cycles per
+    pixel, the depthwise half ``C / dw_simd * dw_kfold`` and the line buffer ``C /
+    dw_simd`` slots per pixel; see :func:`position_cycles`.
     """
     from .quant import QConv2D
     stage = "DepthwisePointwise"
@@ -638,36 +687,50 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
     _check_divides(stage, "dw_simd", dw_simd, c, "input channels")
     _check_divides(stage, "pw_simd", pw_simd, cm, "intermediate channels")
     _check_divides(stage, "pw_pe", pw_pe, o, "output channels")
+    _check_divides(stage, "dw_kfold", dw_kfold, kh * kw, "kernel taps")
+    _check_divides(stage, "pw_kfold", pw_kfold, pw_simd, "pointwise channels per beat")
     _check_int(stage, "levels_per_stage", levels_per_stage, 0)
     _check_backend(stage, backend)
     geo = conv_window(stage, dw, in_shape, dw_simd)
     oh, ow, _ = geo.out_shape
     g, mult, kk = c // dw_simd, cm // c, kh * kw
-    per_pixel = (cm // pw_simd) * (o // pw_pe)
+    dlanes = dw_simd * mult
+    if dw_kfold > 1 and pw_simd % dlanes:
+        raise HwconvError(f"{stage}: dw_kfold={dw_kfold} needs pw_simd={pw_simd} to be a "
+                          f"multiple of the {dlanes} depthwise lanes (dw_simd * m)")
+    per_pixel = max((cm // pw_simd) * (o // pw_pe) * pw_kfold, g * dw_kfold)
     windowed = needs_window(geo)
     cycles = position_cycles(geo, per_pixel) if windowed else oh * ow * max(per_pixel, g)
+    if windowed and dw_kfold > 1:      # the depthwise array holds each window dw_kfold
+        cycles = max(cycles, window_cycles(geo, dw_kfold))
     # first window -> depthwise array -> requantizer [-> activation] [-> lane converter]
     # -> the pointwise array accumulates the pixel's C*m / pw_simd beats -> requantizer
     # [-> activation]
-    dlanes = dw_simd * mult
     lat = (line_buffer(geo).latency if windowed else 0) + \
-        SLICE_LATENCY * window_slice(geo) + \
-        mac_depth(kk, levels_per_stage, backend) + requant_latency(backend)
+        SLICE_LATENCY * window_slice(geo) + dw_kfold - 1 + \
+        mac_depth(kk // dw_kfold, levels_per_stage, backend) + \
+        requant_latency(backend, dw_limbs := requant_limbs(dw.requant, cm, dw_kfold))
     if dw_act is not None and not dw_act.is_clamp:
         lat += activation_latency(dw_act)
     relane = 0
-    if pw_simd != dlanes:       # lane converter, and a holding register when gathering
-        lat += math.lcm(dlanes, pw_simd) // dlanes + (dlanes % pw_simd != 0)
-        relane = math.lcm(dlanes, pw_simd) + (pw_simd if dlanes % pw_simd else 0)
-    lat += per_pixel - (o // pw_pe) + SLICE_LATENCY + \
-        mac_depth(pw_simd, levels_per_stage, backend) + requant_latency(backend)
+    if pw_simd != dlanes:       # lane converter
+        # the depthwise beats it gathers leave the requantizer dw_kfold cycles apart
+        lat += (math.lcm(dlanes, pw_simd) // dlanes - 1) * dw_kfold + 1
+        relane = math.lcm(dlanes, pw_simd)
+    pw_hold = (o // pw_pe) * pw_kfold
+    if dw_kfold > 1:    # a pointwise beat per pw_simd / dlanes depthwise beats, if slower
+        pw_hold = max(pw_hold, pw_simd // dlanes * dw_kfold)
+    lat += (cm // pw_simd - 1) * pw_hold + pw_kfold - 1 + SLICE_LATENCY + \
+        mac_depth(pw_simd // pw_kfold, levels_per_stage, backend) + \
+        requant_latency(backend, pw_limbs := requant_limbs(pw.requant, o, pw_kfold))
     if pw_act is not None and not pw_act.is_clamp:
         lat += activation_latency(pw_act)
     return StageCost(
-        cycles_per_frame=cycles, multipliers=dlanes * kk + pw_pe * pw_simd, latency=lat,
+        cycles_per_frame=cycles,
+        multipliers=dlanes * kk // dw_kfold + pw_pe * pw_simd // pw_kfold, latency=lat,
         linebuffer_words=geo.storage_words, weight_words=dw.weight.size + pw.weight.size,
         macs_per_frame=oh * ow * (cm * kk + o * cm), requant_multipliers=dlanes + pw_pe,
-        buffer_words=(o if cm > pw_simd else 0) + relane)
+        buffer_words=(o if cm > pw_simd else 0) + relane, requant_limbs=dw_limbs + pw_limbs)
 
 
 # == resources: DSP blocks, block RAM, LUTs and flip-flops per FPGA family ==============
@@ -1132,12 +1195,15 @@ def _tree_bits(terms, width, levels_per_stage):
 
 
 def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc_bits,
-                        *, banked, levels_per_stage=1, backend="generic", const_pairs=None):
-    """:class:`hwconv.hw.mac.MacArray`: ``pe`` lanes of ``terms`` products.
+                        *, banked, levels_per_stage=1, backend="generic", const_pairs=None,
+                        chunks=1):
+    """:class:`hwconv.hw.mac.MacArray`: ``pe`` lanes of ``terms`` products per cycle.
 
     ``steps`` weight rows (a ROM of ``pe * terms`` weights when more than one); with a
     single row the weights are constants and ``const_pairs`` counts the distinct
-    ``(input, weight)`` products per weight value (see :func:`_const_pairs`).
+    ``(input, weight)`` products per weight value (see :func:`_const_pairs`).  ``n_in``
+    input values are delayed alongside the ROM read; with ``chunks > 1`` each is chosen
+    from ``chunks`` beat values and a partial sum per lane adds the chunks up.
     """
     a_bits, a_signed = _operand(in_dtype)
     pbits = (_elem_value_bound(in_dtype) << (wbits - 1)).bit_length() + 1
@@ -1162,6 +1228,9 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     if banked:
         ff += out_groups * pe * acc_bits
         mux += pe * acc_bits
+    if chunks > 1:
+        ff += pe * acc_bits
+        mux += pe * acc_bits + n_in * 8 * (chunks - 1)
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
     return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
@@ -1182,35 +1251,72 @@ def requant_multipliers(requant, channels):
     return [int(m) << (top - int(sh)) for m, sh in zip(mult, shift)], top
 
 
-def requantizer_inventory(requant, channels, lanes, acc_bits, backend="generic"):
+def requant_width(requant, channels):
+    """Bits of the widest shift-folded multiplier (:func:`requant_multipliers`)."""
+    mult, _ = requant_multipliers(requant, channels)
+    return max(1, max(mult).bit_length())
+
+
+def requant_limb_bits(requant, channels, limbs):
+    """Width ``w = ceil(Wm / limbs)`` of one limb of the folded multipliers (``Wm`` bits),
+    refusing a ``limbs`` that is not an integer from 1 to ``Wm``."""
+    width = requant_width(requant, channels)
+    _check_limbs("Requantizer", limbs, width)
+    return _ceil_div(width, int(limbs))
+
+
+def requant_limbs(requant, channels, gap):
+    """Limbs a requantizer should use when its producer delivers beats at least ``gap``
+    cycles apart: as many as the gap allows, limbs no narrower than
+    :data:`REQUANT_MIN_LIMB_BITS`, then no more limbs than the limb width needs (no
+    cycle issues a limb of zeros only)."""
+    if gap <= 1:
+        return 1
+    width = requant_width(requant, channels)
+    limbs = min(int(gap), _ceil_div(width, REQUANT_MIN_LIMB_BITS))
+    return _ceil_div(width, _ceil_div(width, limbs))
+
+
+def requantizer_inventory(requant, channels, lanes, acc_bits, backend="generic", limbs=1):
     """:class:`hwconv.hw.requant.Requantizer`: one ``acc x multiplier`` product per lane
     (a lane whose channels share one multiplier multiplies by a constant; otherwise by a
     table entry as wide as its largest one), a constant rounding shift, clamp and zero
-    point."""
-    return _memo(requant, ("requant", channels, lanes, acc_bits, backend),
+    point.  With ``limbs > 1`` each lane multiplies by a ``w``-bit limb from a table of
+    ``groups * limbs`` entries and adds the products into a Horner accumulator; the held
+    input beat and the limb counter are registers too."""
+    return _memo(requant, ("requant", channels, lanes, acc_bits, backend, limbs),
                  lambda: _requantizer_inventory(requant, channels, lanes, acc_bits,
-                                                backend))
+                                                backend, limbs))
 
 
-def _requantizer_inventory(requant, channels, lanes, acc_bits, backend):
+def _requantizer_inventory(requant, channels, lanes, acc_bits, backend, limbs):
+    backend = requant_backend(backend)
     groups = channels // lanes
     mult, _ = requant_multipliers(requant, channels)
-    width = max(1, max(mult).bit_length())
+    width = requant_width(requant, channels)
+    limb = requant_limb_bits(requant, channels, limbs)
     by_lane = np.array(mult, dtype=object).reshape(groups, lanes)   # channel g*lanes+l
     kinds = {}
     for lane in range(lanes):
         col = by_lane[:, lane].tolist()
-        const = col[0] if len(set(col)) == 1 else None
+        const = col[0] if len(set(col)) == 1 and limbs == 1 else None
         kinds[const] = kinds.get(const, 0) + 1
-    muls = tuple(multiply(backend, acc_bits, width, True, False, const=c, count=n)
+    muls = tuple(multiply(backend, acc_bits, limb, True, False, const=c, count=n)
                  for c, n in sorted(kinds.items(), key=str))
     prod_bits = acc_bits + width + 1
-    mux = kinds.get(None, 0) * width                              # multiplier tables
-    ff = lanes * (width * (kinds.get(None, 0) > 0) + 2 * 10 + 8) \
-        + 2 * requant_latency(backend)
-    return Inventory(muls, (), ff=ff, adder=lanes * (prod_bits + 2 * 10 + 8), mux=mux,
-                     mul_ff=lanes * _mul_ff(backend, acc_bits, width + 1, prod_bits),
-                     ctrl=5)
+    tables = kinds.get(None, 0)
+    mux = tables * limb * (1 if limbs == 1 else _clog2(groups * limbs))   # limb tables
+    ff = lanes * (limb * (tables > 0) + 2 * 10 + 8) + 2 * requant_latency(backend, limbs)
+    adder = lanes * (prod_bits + 2 * 10 + 8)
+    if limbs > 1:
+        # held beat (accumulators, group, last, busy), Horner accumulator (its adder and
+        # its first-limb select), limb counter
+        ff += lanes * (acc_bits + prod_bits) + _clog2(groups) + 2 + _clog2(limbs)
+        adder += lanes * prod_bits + _clog2(limbs)
+        mux += lanes * prod_bits
+    return Inventory(muls, (), ff=ff, adder=adder, mux=mux,
+                     mul_ff=lanes * _mul_ff(backend, acc_bits, limb + 1, acc_bits + limb + 1),
+                     ctrl=5 + 5 * (limbs > 1))
 
 
 def line_buffer_inventory(geo):
@@ -1220,11 +1326,18 @@ def line_buffer_inventory(geo):
     if kh > 1:
         mems = (Storage((kh - 1) * lanes * 8, geo.rows.dilation * geo.cols.size * groups,
                         block=True),)
-    chain = (kw - 1) * geo.cols.dilation * groups
+    span = geo.cols.dilation * groups      # the older columns' delay line, in words
+    column_bits = (kw - 1) * kh * lanes * 8
+    chain_ff = 0
+    if kw > 1 and span >= 3:
+        mems += (Storage(column_bits, span),)
+        chain_ff = column_bits + 2 * _clog2(span)       # read register, addresses
+    elif kw > 1:
+        chain_ff = span * column_bits
     window_bits = kh * kw * lanes * 8
     counters = 2 * (_clog2(geo.rows.size + geo.rows.kernel) + _clog2(geo.cols.size + kw)
                     + 2 * _clog2(max(groups, 2)) + 4)
-    ff = chain * kh * lanes * 8 + window_bits + lanes * 8 + counters + \
+    ff = chain_ff + window_bits + lanes * 8 + counters + \
         _clog2(geo.rows.dilation * geo.cols.size * groups + 1) * 2
     return Inventory((), mems, ff=ff, adder=counters * 2, mux=window_bits + lanes * 8,
                      ctrl=100)
@@ -1241,7 +1354,8 @@ def _const_pairs(weights, inputs):
     return dict(zip(values.tolist(), counts.tolist()))
 
 
-def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
+def conv2d_inventory(op, in_shape, pe=1, simd=1, kfold=1, *, levels_per_stage=1,
+                     backend="generic"):
     """:class:`hwconv.hw.conv.Conv2D` (line buffer, MAC array, requantizer)."""
     o, kh, kw, c = op.weight.shape
     geo = conv_window("Conv2D", op, in_shape, simd)
@@ -1249,13 +1363,15 @@ def conv2d_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend=
     terms = kh * kw * simd
     acc = acc_bits_conv(op)
     pairs = None
-    if g * f == 1:
+    if g * f * kfold == 1:
         pairs = _memo(op, "pairs", lambda: _const_pairs(op.weight.reshape(o, terms),
                                                         [range(terms)] * o))
-    inv = mac_array_inventory(op.in_q.dtype, pe, terms, terms, g * f, f, op.weight_bits,
-                              acc, banked=g > 1, levels_per_stage=levels_per_stage,
-                              backend=backend, const_pairs=pairs)
-    inv += requantizer_inventory(op.requant, o, pe, acc, backend)
+    inv = mac_array_inventory(op.in_q.dtype, pe, terms // kfold, terms // kfold,
+                              g * f * kfold, f, op.weight_bits, acc, banked=g > 1,
+                              levels_per_stage=levels_per_stage, backend=backend,
+                              const_pairs=pairs, chunks=kfold)
+    inv += requantizer_inventory(op.requant, o, pe, acc, backend,
+                                 limbs=requant_limbs(op.requant, o, kfold))
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     if window_slice(geo):          # two window beats of flip-flops
@@ -1279,7 +1395,8 @@ def _activation_inventory(act, lanes):
 
 
 def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1,
-                                  pw_pe=1, *, levels_per_stage=1, backend="generic"):
+                                  pw_pe=1, dw_kfold=1, pw_kfold=1, *, levels_per_stage=1,
+                                  backend="generic"):
     """:class:`hwconv.hw.dwpw.DepthwisePointwise`."""
     c = in_shape[2]
     cm, kh, kw, _ = dw.weight.shape
@@ -1289,15 +1406,18 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
     geo = conv_window("DepthwisePointwise", dw, in_shape, dw_simd)
     dacc = acc_bits_conv(dw)
     pairs = None
-    if groups == 1:
+    if groups * dw_kfold == 1:
         pairs = _memo(dw, "pairs", lambda: _const_pairs(
             dw.weight.reshape(dlanes, kk),
             [[t * dw_simd + p // mult for t in range(kk)] for p in range(dlanes)]))
-    inv = mac_array_inventory(dw.in_q.dtype, dlanes, kk, kk * dw_simd, groups, groups,
-                              dw.weight_bits, dacc, banked=False,
+    dterms = kk // dw_kfold
+    inv = mac_array_inventory(dw.in_q.dtype, dlanes, dterms,
+                              dterms * (dw_simd if dw_kfold == 1 else dlanes),
+                              groups * dw_kfold, groups, dw.weight_bits, dacc, banked=False,
                               levels_per_stage=levels_per_stage, backend=backend,
-                              const_pairs=pairs)
-    inv += requantizer_inventory(dw.requant, cm, dlanes, dacc, backend)
+                              const_pairs=pairs, chunks=dw_kfold)
+    inv += requantizer_inventory(dw.requant, cm, dlanes, dacc, backend,
+                                 limbs=requant_limbs(dw.requant, cm, dw_kfold))
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     if window_slice(geo):          # two window beats of flip-flops
@@ -1306,20 +1426,21 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
         inv += _activation_inventory(dw_act, dlanes)
     if pw_simd != dlanes:
         inv += lane_converter_inventory(dlanes, pw_simd)
-        if dlanes % pw_simd:
-            inv += Inventory(ff=pw_simd * 8 + 2, mux=pw_simd * 8)
+    inv += Inventory(ff=2 * pw_simd * 8 + 3, mux=pw_simd * 8)     # the pointwise slice
     mid_dtype = (dw_act.out_q if dw_act is not None else dw.out_q).dtype
     pacc = acc_bits_conv(pw, mid_dtype)
     g, f = cm // pw_simd, o // pw_pe
     pairs = None
-    if g * f == 1:
+    if g * f * pw_kfold == 1:
         pairs = _memo(pw, "pairs", lambda: _const_pairs(pw.weight.reshape(o, cm),
                                                         [range(pw_simd)] * o))
-    inv += mac_array_inventory(mid_dtype, pw_pe, pw_simd, pw_simd, g * f, f,
+    pterms = pw_simd // pw_kfold
+    inv += mac_array_inventory(mid_dtype, pw_pe, pterms, pterms, g * f * pw_kfold, f,
                                pw.weight_bits, pacc, banked=g > 1,
                                levels_per_stage=levels_per_stage, backend=backend,
-                               const_pairs=pairs)
-    inv += requantizer_inventory(pw.requant, o, pw_pe, pacc, backend)
+                               const_pairs=pairs, chunks=pw_kfold)
+    inv += requantizer_inventory(pw.requant, o, pw_pe, pacc, backend,
+                                 limbs=requant_limbs(pw.requant, o, pw_kfold))
     if pw_act is not None and not pw_act.is_clamp:
         inv += _activation_inventory(pw_act, pw_pe)
     return inv
@@ -1359,7 +1480,8 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="
                     tuple(mems), ff=ff, adder=pe * (adders + acc),
                     mux=simd * 8 * (no > 1) + pe * acc * (no > 1),
                     mul_ff=pe * simd * _mul_ff(backend, a_bits, op.weight_bits, pbits))
-    return inv + requantizer_inventory(op.requant, o, pe, acc, backend)
+    return inv + requantizer_inventory(op.requant, o, pe, acc, backend,
+                                       limbs=requant_limbs(op.requant, o, ni))
 
 
 def global_avg_pool_inventory(op, in_shape, lanes=1, *, backend="generic"):

@@ -108,19 +108,38 @@ def stage_cost(spec, folding):
     raise ValueError(f"unknown stage kind {spec.kind!r}")
 
 
+def _kfold(k, name="kfold"):
+    """The kernel-folding knob, present in a folding only when it folds."""
+    return {name: k} if k > 1 else {}
+
+
 def knob_space(spec):
-    """Every folding of ``spec`` worth considering (kwargs of the stage)."""
+    """Every folding of ``spec`` worth considering (kwargs of the stage).
+
+    Kernel folding (``kfold``: ``K*K / kfold`` taps per cycle) goes below the ``K*K``
+    multipliers of one channel per cycle, so it is swept only where the channels are
+    folded to one (``simd == 1``; ``dw_simd == 1``); the pointwise half folds its
+    ``pw_simd``-long kernel only when that is the whole pixel (``pw_simd == C*m``: no
+    accumulator bank, and output beats ``pw_kfold`` cycles apart for a serial
+    requantizer).
+    """
     c = spec.in_shape[-1]
     if spec.kind == "conv":
-        o = spec.ops["conv"].out_channels
-        return [{"pe": pe, "simd": si} for pe in divisors(o) for si in divisors(c)]
+        op = spec.ops["conv"]
+        o, kk = op.out_channels, op.kernel[0] * op.kernel[1]
+        return [{"pe": pe, "simd": si, **_kfold(kf)} for pe in divisors(o)
+                for si in divisors(c) for kf in (divisors(kk) if si == 1 else [1])]
     if spec.kind == "dense":
         o = spec.ops["dense"].weight.shape[0]
         return [{"pe": pe, "simd": si} for pe in divisors(o) for si in divisors(c)]
     if spec.kind == "dwpw":
-        o, cm = spec.ops["pw"].out_channels, spec.ops["dw"].out_channels
-        return [{"dw_simd": ds, "pw_simd": ps, "pw_pe": pe} for ds in divisors(c)
-                for ps in divisors(cm) for pe in divisors(o)]
+        dw = spec.ops["dw"]
+        o, cm, kk = spec.ops["pw"].out_channels, dw.out_channels, dw.kernel[0] * dw.kernel[1]
+        return [{"dw_simd": ds, "pw_simd": ps, "pw_pe": pe, **_kfold(dk, "dw_kfold"),
+                 **_kfold(pk, "pw_kfold")}
+                for ds in divisors(c) for ps in divisors(cm) for pe in divisors(o)
+                for dk in (divisors(kk) if ds == 1 else [1])
+                for pk in (divisors(ps) if ps == cm else [1])]
     return [{"lanes": lanes} for lanes in divisors(c)]
 
 
@@ -135,9 +154,11 @@ def foldings(spec):
             continue
     if not points:
         raise FitError(f"stage {spec.name!r} ({spec.kind}): no valid folding")
-    # cheapest first: MAC multipliers, then requantizer multipliers, then lane width
+    # cheapest first: MAC multipliers, then requantizer multipliers, then narrower
+    # (limb-serial) requantizer products, then lane width
     points.sort(key=lambda p: (p[1].multipliers, p[1].requant_multipliers,
-                               sum(p[0].values()), p[1].cycles_per_frame))
+                               -p[1].requant_limbs, sum(p[0].values()),
+                               p[1].cycles_per_frame))
     front, best = [], None
     for kw, c in points:
         if best is None or c.cycles_per_frame < best:

@@ -199,7 +199,10 @@ def test_platform_files(digits, name, clock, pins, pll):
 # -- the pipeline under a board's budget -------------------------------------------------
 
 def test_digits_does_not_fit_the_icebreaker_needed_vs_available(digits, tmp_path):
-    with pytest.raises(FitError, match=r"does not fit the iCEBreaker.*LUT \d+ "
+    """Its smallest folding (one multiplier per MAC array, limb-serial requantizers) needs
+    about 6,400 of the UP5K's 5,280 logic cells after placement; the estimate, LUT + 0.6
+    FF per cell, refuses it before any tool runs."""
+    with pytest.raises(FitError, match=r"does not fit the iCEBreaker.*logic cells \d+ "
                                        r"\(the part has 5280\)"):
         board_build.choose_pipeline(boards.board("icebreaker"), digits)
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ from test_hw_add import frames_of, make_add
 from test_hw_dense import make_dense, random_input
 from test_hw_gap import make_gap
 
-from hwconv import golden, kernels, quant, zoo
+from hwconv import cost, golden, kernels, quant, zoo
 from hwconv.hw.add import Add
 from hwconv.hw.axis import AxiStreamTop
 from hwconv.hw.conv import Conv2D
@@ -73,15 +73,20 @@ def windows(xs, kernel, stride, padding, dilation, lanes, pad_value):
     return out
 
 
-def case_requantizer(backend="generic"):
+def case_requantizer(backend="generic", limbs=1):
     rng = np.random.default_rng(1)
     rq = Requant.from_ratio(rng.uniform(1e-4, 0.05, 6))
-    dut = Requantizer(rq, 6, 2, 20, -3, -128, 127, signed(8), backend=backend)
+    dut = Requantizer(rq, 6, 2, 20, -3, -128, 127, signed(8), backend=backend, limbs=limbs)
     acc = rng.integers(-(1 << 19), 1 << 19, (12, 6))
     beats = [{"acc": list(acc[p, g * 2:g * 2 + 2]), "group": g, "last": int(g == 2)}
              for p in range(12) for g in range(3)]
     y = np.clip(-3 + rq.apply(acc), -128, 127)
     return dut, {"i": beats}, {"o": frames(y, 2)}, {}
+
+
+def case_requantizer_serial(backend="generic"):
+    """Limb-serial: 3 limbs of 7 bits of the 19-bit folded multipliers."""
+    return case_requantizer(backend, limbs=3)
 
 
 def case_dense(backend="generic"):
@@ -178,6 +183,31 @@ def case_depthwise_pointwise(backend="generic"):
     return dut, {"i": frames(xs, 2)}, {"o": frames(y, 3)}, {}
 
 
+def case_conv2d_kfold(backend="generic"):
+    """The kernel folded: one multiplier over 9 cycles per output channel, the chunk
+    partial sums, a 7-limb serial requantizer behind it."""
+    rng = np.random.default_rng(13)
+    shape = (5, 6, 1)
+    (conv,) = quantized(shape, [FloatConv2D(rng.normal(size=(3, 3, 3, 1)),
+                                            rng.normal(size=3), padding="same")], 13)
+    xs = rng.integers(conv.in_q.qmin, conv.in_q.qmax + 1, (3,) + shape)
+    return Conv2D(conv, shape, pe=1, simd=1, kfold=9, backend=backend), \
+        {"i": frames(xs, 1)}, {"o": frames(golden.conv2d(xs, conv), 1)}, {}
+
+
+def case_depthwise_pointwise_kfold(backend="generic"):
+    """Both halves kernel-folded (dw 9 cycles per window, pw a 4-lane pixel over 4
+    cycles): digits' smallest folding in miniature."""
+    net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=17)
+    qnet = quant.quantize(net, np.random.default_rng(17).normal(size=(8, 5, 5, 4)))
+    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
+    xs = np.random.default_rng(18).integers(dw.in_q.qmin, dw.in_q.qmax + 1, (3, 5, 5, 4))
+    y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
+    dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), dw_simd=1, pw_simd=4,
+                             pw_pe=1, dw_kfold=9, pw_kfold=4, backend=backend)
+    return dut, {"i": frames(xs, 1)}, {"o": frames(y, 1)}, {}
+
+
 def case_lane_converter():
     xs = np.random.default_rng(9).integers(-128, 128, (3, 2, 3, 6))
     return LaneConverter(signed(8), 6, 2, 3), {"i": frames(xs, 2)}, {"o": frames(xs, 3)}, {}
@@ -192,11 +222,14 @@ def case_fork():
 
 CASES = {
     "requantizer": case_requantizer,
+    "requantizer_serial": case_requantizer_serial,
     "line_buffer": case_line_buffer,
     "conv2d": case_conv2d,
     "conv2d_strided": case_conv2d_strided,
     "pool_activate": case_pool_activate,
     "depthwise_pointwise": case_depthwise_pointwise,
+    "conv2d_kfold": case_conv2d_kfold,
+    "depthwise_pointwise_kfold": case_depthwise_pointwise_kfold,
     "dense": case_dense,
     "dense_flatten_axis": case_dense_flatten_axis,
     "global_avg_pool": case_global_avg_pool,
@@ -207,8 +240,10 @@ CASES = {
 
 
 #: the stage kinds that multiply, so have a multiplier back end (hwconv.hw.dsp)
-MULTIPLYING = ["requantizer", "conv2d", "conv2d_strided", "depthwise_pointwise", "dense",
-               "global_avg_pool"]
+MULTIPLYING = ["requantizer", "requantizer_serial", "conv2d", "conv2d_strided", "conv2d_kfold",
+               "depthwise_pointwise", "depthwise_pointwise_kfold", "dense", "global_avg_pool"]
+#: the ones whose only multiplies are requantizers': fabric on ice40 (cost.requant_backend)
+REQUANT_ONLY = {"requantizer", "requantizer_serial", "global_avg_pool"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -232,7 +267,8 @@ def test_stage_verilog_on_vendor_dsp_cells(case, backend, tmp_path):
     simulate_component(top, inputs, outputs, tmp_path / case, name=f"stage_{case}",
                        seed=3, cells=backend, **kwargs)
     text = (tmp_path / case / f"stage_{case}.v").read_text()
-    assert BACKENDS[backend].primitive in text
+    fabric = case in REQUANT_ONLY and cost.requant_backend(backend) == "generic"
+    assert (BACKENDS[backend].primitive in text) != fabric
 
 
 def test_failure_leaves_waveform(tmp_path):

@@ -115,6 +115,40 @@ def test_timing_exact(shape, o, k, stride, padding, pe, simd):
     assert dut.multipliers == pe * simd * k * k
 
 
+@pytest.mark.parametrize("shape,o,k,stride,padding,pe,simd,kfold", [
+    ((6, 6, 1), 4, 3, 1, "same", 1, 1, 9),     # one multiplier: gaps of 9 for the requant
+    ((6, 6, 2), 4, 3, 1, "same", 2, 1, 3),     # accumulator bank and chunks together
+    ((6, 7, 2), 2, 3, 1, "valid", 1, 2, 3),    # simd lanes within a chunk
+    ((7, 9, 1), 3, 3, 2, "same", 3, 1, 9),     # strided windows
+    ((5, 5, 1), 2, 2, 1, "same", 1, 1, 2),     # even kernel
+])
+def test_kernel_folding(shape, o, k, stride, padding, pe, simd, kfold):
+    """kfold spreads a window beat over kfold cycles per output group: bit-exact under
+    stalls, exact timing, K*K*simd*pe/kfold multipliers, a limb-serial requantizer."""
+    op = conv_case(shape, o, k, stride, padding, seed=kfold + pe, extreme=True)
+    dut = Conv2D(op, shape, pe=pe, simd=simd, kfold=kfold)
+    xs = random_frames(op.in_q, shape, 3, kfold, extreme=True)
+    want = golden.conv2d(xs, op)
+    run_frames(dut, xs, simd, want, pe, seed=kfold)
+    check_timing(dut, xs, simd, want, pe)
+    assert dut.multipliers == pe * simd * k * k // kfold
+    assert dut.cost.requant_limbs == cost.requant_limbs(op.requant, o, kfold)
+    if padding == "same" and stride == 1:
+        assert dut.cycles_per_frame == shape[0] * shape[1] * (shape[2] // simd) * \
+            (o // pe) * kfold
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_kernel_folding_on_every_backend(backend):
+    shape = (5, 6, 1)
+    op = conv_case(shape, 2, 3, 1, "same", seed=6, extreme=True)
+    dut = Conv2D(op, shape, pe=1, simd=1, kfold=3, backend=backend)
+    xs = random_frames(op.in_q, shape, 3, 7, extreme=True)
+    want = golden.conv2d(xs, op)
+    run_frames(dut, xs, 1, want, 1, seed=2)
+    check_timing(dut, xs, 1, want, 1)
+
+
 def test_figures():
     op = conv_case((8, 8, 4), 6, 3, 1, "same")
     dut = Conv2D(op, (8, 8, 4), pe=3, simd=2)
@@ -130,6 +164,7 @@ def test_figures():
     (dict(simd=3), "Conv2D: simd=3 must divide the 4 input channels"),
     (dict(pe=4), "Conv2D: pe=4 must divide the 6 output channels"),
     (dict(pe=0), "Conv2D: pe=0 must be an integer >= 1"),
+    (dict(kfold=4), "Conv2D: kfold=4 must divide the 9 kernel taps"),
     (dict(backend="dsp99"), "Conv2D: unknown multiplier back end 'dsp99'"),
     (dict(levels_per_stage=-1), "Conv2D: levels_per_stage=-1"),
 ])

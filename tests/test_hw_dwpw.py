@@ -38,11 +38,11 @@ RELU = dict(fn="relu", same_scale=True)
 
 def check_dwpw(shape, m, o, k, stride=1, padding="same", dilation=1, dw_simd=1, pw_simd=1,
                pw_pe=1, dtype="int8", dw_act=None, pw_act=None, frames=3, seed=0,
-               timing=False, exact=True, backend="generic"):
+               timing=False, exact=True, backend="generic", dw_kfold=1, pw_kfold=1):
     layers = dwpw_case(shape[2], m, o, k, stride, padding, dilation, dtype, dw_act, pw_act,
                        seed)
     dut = DepthwisePointwise(*layers, shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe,
-                             backend=backend)
+                             dw_kfold=dw_kfold, pw_kfold=pw_kfold, backend=backend)
     xs = random_frames(layers[0].in_q, shape, frames, seed + 2, extreme=True)
     expect = golden.depthwise_pointwise(xs, *layers)
     if timing:
@@ -105,6 +105,43 @@ def test_multiplier_backends(backend):
                backend=backend)
     check_dwpw((6, 6, 4), 1, 4, 3, 1, "same", 1, 1, 2, 2, "int8", None, None, frames=4,
                timing=True, backend=backend)
+
+
+@pytest.mark.parametrize("shape,m,o,k,stride,padding,dw_simd,pw_simd,pw_pe,dw_kf,pw_kf,"
+                         "exact", [
+    ((6, 6, 4), 1, 4, 3, 1, "same", 1, 4, 1, 9, 4, True),    # one multiplier per half
+    ((6, 6, 4), 1, 8, 3, 1, "same", 1, 4, 2, 3, 2, True),    # gather 1 -> 4, chunks of 2
+    ((6, 6, 4), 2, 4, 3, 1, "same", 2, 8, 1, 3, 8, True),    # multiplier 2, 4 -> 8 lanes
+    ((6, 6, 4), 1, 4, 3, 1, "same", 1, 2, 2, 9, 1, True),    # dw folded, pw banked
+    ((6, 6, 4), 1, 4, 3, 1, "same", 1, 1, 1, 9, 1, True),    # depthwise-bound: 4 * 9
+    ((7, 7, 4), 1, 4, 3, 2, "same", 1, 4, 1, 3, 2, False),   # strided: upper bound
+])
+def test_kernel_folding(shape, m, o, k, stride, padding, dw_simd, pw_simd, pw_pe, dw_kf,
+                        pw_kf, exact):
+    """dw_kfold / pw_kfold: bit-exact under stalls, exact latency, frame time (exact for
+    stride 1 "same"), fewer multipliers, limb-serial requantizers."""
+    kw = dict(dw_kfold=dw_kf, pw_kfold=pw_kf)
+    check_dwpw(shape, m, o, k, stride, padding, 1, dw_simd, pw_simd, pw_pe, "int8",
+               RELU6, None, seed=dw_kf + pw_kf, **kw)
+    dut = check_dwpw(shape, m, o, k, stride, padding, 1, dw_simd, pw_simd, pw_pe, frames=4,
+                     timing=True, exact=exact, **kw)
+    c = shape[2]
+    per_pixel = max(c // dw_simd * dw_kf, (c * m // pw_simd) * (o // pw_pe) * pw_kf)
+    if exact:
+        assert dut.cycles_per_frame == shape[0] * shape[1] * per_pixel
+    assert dut.multipliers == dw_simd * m * k * k // dw_kf + pw_pe * pw_simd // pw_kf
+    assert dut.cost.requant_limbs > 2 or dw_kf == pw_kf == 1
+
+
+def test_kernel_folding_errors():
+    layers = dwpw_case(4, 1, 4, 3)
+    with pytest.raises(HwconvError, match="dw_kfold=4 must divide the 9 kernel taps"):
+        DepthwisePointwise(*layers, (6, 6, 4), dw_kfold=4)
+    with pytest.raises(HwconvError, match="pw_kfold=3 must divide the 4 pointwise channels"):
+        DepthwisePointwise(*layers, (6, 6, 4), pw_simd=4, pw_kfold=3)
+    with pytest.raises(HwconvError, match="dw_kfold=3 needs pw_simd=1 to be a multiple of "
+                                          "the 2 depthwise lanes"):
+        DepthwisePointwise(*layers, (6, 6, 4), dw_simd=2, pw_simd=1, dw_kfold=3)
 
 
 def test_no_intermediate_feature_map():

@@ -73,15 +73,22 @@ def test_frames_separated_by_long_gaps():
                                                     ((9, 9, 2), 3, 2, 1), ((5, 7, 2), 2, 1, 2),
                                                     ((5, 7, 2), 7, 1, 1)])
 def test_storage_is_k_minus_1_rows(shape, k, dilation, lanes):
-    """Memory bits read from the elaborated design: (K-1) * dilation * W * C values."""
+    """Memory bits read from the elaborated design: (K-1) * dilation * W * C values of
+    rows, and the window's K-1 older columns of every channel group (a delay line of
+    dilation * C / lanes words when that is 3 or more, else registers)."""
     h, w, c = shape
     lb = LineBuffer(conv_geometry(k, 1, "same", dilation), shape, lanes=lanes)
     mems = memories(lb)
-    assert sum(d * wd for d, wd in mems.values()) == (k - 1) * dilation * w * c * 8
     assert lb.storage_words == (k - 1) * dilation * w * c
     assert lb.storage_bits == (k - 1) * dilation * w * c * 8
-    depth, width = mems["\\rows"]
+    depth, width = mems.pop("\\rows")
     assert depth == dilation * w * c // lanes and width == (k - 1) * lanes * 8
+    assert depth * width == (k - 1) * dilation * w * c * 8
+    span = dilation * c // lanes
+    if span >= 3:
+        assert mems == {"\\chain": (span, (k - 1) * k * lanes * 8)}
+    else:
+        assert mems == {}
 
 
 def test_no_memory_for_1x1():
@@ -135,3 +142,20 @@ SWEEP = [((h, w, c), k, s, p, d, lanes, dt)
 def test_windows_sweep(shape, k, stride, padding, dilation, lanes, dtype):
     check_windows(shape, conv_geometry(k, stride, padding, dilation), lanes, dtype,
                   seed=k * 10 + stride)
+
+
+@pytest.mark.parametrize("shape,k,stride,padding,dilation,lanes", [
+    ((5, 6, 6), 3, 1, "same", 1, 1),         # column delay line of 6 words
+    ((5, 6, 6), 3, 1, "same", 1, 2),         # 3 words: the shallowest in memory
+    ((6, 7, 4), 3, 2, "valid", 2, 2),        # dilation: 2 * 4 / 2 = 4 words
+    ((6, 6, 8), 2, 2, "valid", 1, 1),        # max-pool shape: 2x2 stride 2, 8 words
+])
+def test_column_delay_line_in_memory(shape, k, stride, padding, dilation, lanes):
+    """Channel-folded windows keep their older columns in a memory delay line: windows
+    stay exact under random valid gaps and backpressure (stalls between the read at
+    stage A and the write at stage C)."""
+    op = conv_geometry(k, stride, padding, dilation)
+    lb = LineBuffer(op, shape, lanes=lanes)
+    assert "\\chain" in memories(lb)
+    for seed, (vp, rp) in enumerate([(0.6, 0.5), (1.0, 0.3), (0.3, 1.0)]):
+        check_windows(shape, op, lanes, seed=seed, valid_prob=vp, ready_prob=rp)

@@ -4,25 +4,29 @@ import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
 
+from hwconv import cost
+from hwconv.errors import HwconvError
 from hwconv.hw.dsp import BACKENDS
 from hwconv.hw.requant import Requantizer
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import Requant
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
-@pytest.mark.parametrize("channels,lanes,dtype,acc_bits",
-                         [(6, 2, "int8", 20), (4, 4, "uint8", 31), (3, 1, "int8", 12)])
-def test_requantizer_bit_exact(channels, lanes, dtype, acc_bits, backend):
-    rng = np.random.default_rng(channels * 10 + lanes)
-    # ratios over several octaves: per-channel shifts differ and fold into the multipliers
-    rq = Requant.from_ratio(rng.uniform(1e-4, 0.05, channels) * 2.0 ** -rng.integers(
-        0, 6, channels), rounding="half_even" if lanes == 2 else "half_up")
-    zp, (lo, hi) = (-3, (-128, 127)) if dtype == "int8" else (17, (17, 255))
-    dut = Requantizer(rq, channels, lanes, acc_bits, zp, lo, hi,
-                      signed(8) if dtype == "int8" else unsigned(8), backend=backend)
-    n = 40
+def make_requant(rng, channels, octaves=6, rounding="half_up"):
+    """Ratios over ``octaves`` octaves (the first two channels at both ends): per-channel
+    shifts differ and fold into multipliers ``MULT_BITS + octaves - 1`` bits wide."""
+    k = rng.integers(0, octaves, max(channels, 2))
+    k[:2] = 0, octaves - 1
+    ratio = rng.uniform(2.0 ** -7, 2.0 ** -6, len(k)) * 2.0 ** -k
+    return Requant.from_ratio(ratio[:channels], rounding=rounding)
+
+
+def check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, n=40, **run_kw):
+    """Random accumulators (and their extremes) through ``dut``: beat for beat the
+    golden model's; returns the run."""
+    lanes = len(dut.i.payload.acc)
     acc = rng.integers(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1), (n, channels))
+    acc[3::2] >>= rng.integers(0, acc_bits, (len(acc[3::2]), channels))   # in range too
     acc[0] = 0
     acc[1] = -(1 << (acc_bits - 1))        # the products' extremes
     acc[2] = (1 << (acc_bits - 1)) - 1
@@ -32,14 +36,132 @@ def test_requantizer_bit_exact(channels, lanes, dtype, acc_bits, backend):
             beats.append({"acc": list(acc[p, g * lanes:(g + 1) * lanes]), "group": g,
                           "last": int(p == n - 1 and g == channels // lanes - 1)})
     expect = np.clip(zp + rq.apply(acc), lo, hi)
-    run = run_streams(dut, {"i": beats}, {"o": len(beats)}, valid_prob=0.6, ready_prob=0.5,
-                      seed=lanes)
+    run = run_streams(dut, {"i": beats}, {"o": len(beats)}, **run_kw)
     got = np.array([v for v, _ in run.outputs["o"]]).reshape(n, channels)
     np.testing.assert_array_equal(got, expect)
     assert [last for _, last in run.outputs["o"]] == [b["last"] for b in beats]
+    return run
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("channels,lanes,dtype,acc_bits",
+                         [(6, 2, "int8", 20), (4, 4, "uint8", 31), (3, 1, "int8", 12)])
+def test_requantizer_bit_exact(channels, lanes, dtype, acc_bits, backend):
+    rng = np.random.default_rng(channels * 10 + lanes)
+    rq = make_requant(rng, channels, rounding="half_even" if lanes == 2 else "half_up")
+    zp, (lo, hi) = (-3, (-128, 127)) if dtype == "int8" else (17, (17, 255))
+    dut = Requantizer(rq, channels, lanes, acc_bits, zp, lo, hi,
+                      signed(8) if dtype == "int8" else unsigned(8), backend=backend)
+    check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, valid_prob=0.6,
+                 ready_prob=0.5, seed=lanes)
 
 
 def test_requantizer_product_too_wide_for_the_pipeline():
     rq = Requant.from_ratio(np.array([0.01, 0.3]))
-    with pytest.raises(Exception, match="takes 6 cycles on the ice40 back end"):
-        Requantizer(rq, 2, 1, 40, 0, -128, 127, signed(8), backend="ice40")
+    with pytest.raises(Exception, match="takes 6 cycles on the ecp5 back end"):
+        Requantizer(rq, 2, 1, 40, 0, -128, 127, signed(8), backend="ecp5")
+    # on ice40 the requantizer multiplies in fabric (cost.requant_backend)
+    dut = Requantizer(rq, 2, 1, 40, 0, -128, 127, signed(8), backend="ice40")
+    assert dut.latency == cost.requant_latency("generic")
+
+
+# -- limb-serial mode ------------------------------------------------------------------
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "scalar"])
+@pytest.mark.parametrize("lanes", [1, 2])
+@pytest.mark.parametrize("limbs", [2, 3, 7])
+def test_limb_serial_bit_exact(limbs, lanes, per_channel, rounding):
+    """Per-channel multipliers 21 bits wide (7 limbs of 3 bits), scalar ones 16 (7 limbs
+    of 3 bits, the top limb partly beyond the multiplier), random valid gaps and ready
+    stalls."""
+    rng = np.random.default_rng(limbs * 100 + lanes * 10 + per_channel)
+    rq = make_requant(rng, 4 if per_channel else 1, octaves=6, rounding=rounding)
+    dut = Requantizer(rq, 4, lanes, 20, -3, -128, 127, signed(8), limbs=limbs)
+    assert dut.limbs == limbs
+    check_stream(dut, rq, 4, 20, -3, -128, 127, rng, valid_prob=0.6, ready_prob=0.5,
+                 seed=limbs)
+
+
+@pytest.mark.parametrize("limbs", [4, 15, 16])
+def test_limb_serial_narrow_limbs(limbs):
+    """Limbs of 4, 2 (the top seven all zero) and 1 bit (``limbs == Wm``) of 16-bit
+    multipliers into an unsigned output with a fused ReLU clamp."""
+    rng = np.random.default_rng(limbs)
+    rq = make_requant(rng, 6, octaves=1)
+    assert cost.requant_width(rq, 6) == 16
+    dut = Requantizer(rq, 6, 3, 18, 5, 5, 255, unsigned(8), limbs=limbs)
+    check_stream(dut, rq, 6, 18, 5, 5, 255, rng, n=20, valid_prob=0.7, ready_prob=0.6,
+                 seed=limbs)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_limb_serial_on_every_backend(backend):
+    """The 21-bit accumulator times 9-bit limbs splits over two DSP cells on ECP5 and
+    iCE40, one on Xilinx."""
+    rng = np.random.default_rng(7)
+    rq = make_requant(rng, 6, octaves=11, rounding="half_even")
+    assert cost.requant_width(rq, 6) == 26
+    dut = Requantizer(rq, 6, 2, 21, 0, -128, 127, signed(8), backend=backend, limbs=3)
+    check_stream(dut, rq, 6, 21, 0, -128, 127, rng, n=24, valid_prob=0.5, ready_prob=0.6,
+                 seed=3)
+
+
+@pytest.mark.parametrize("backend,limbs", [("generic", 1), ("generic", 2), ("generic", 7),
+                                           ("ecp5", 1), ("ecp5", 3), ("ice40", 5),
+                                           ("xilinx", 2), ("xilinx", 26)])
+def test_latency_is_measured(backend, limbs):
+    """Clock edges from a lone beat's input transfer to its output transfer."""
+    rng = np.random.default_rng(limbs)
+    rq = make_requant(rng, 4, octaves=11)
+    dut = Requantizer(rq, 4, 2, 21, 0, -128, 127, signed(8), backend=backend, limbs=limbs)
+    assert dut.latency == cost.requant_latency(backend, limbs)
+    run = check_stream(dut, rq, 4, 21, 0, -128, 127, rng, n=3, idle=60)
+    ins, outs = run.in_cycles["i"], run.out_cycles["o"]
+    assert [o - i for i, o in zip(ins, outs)] == [dut.latency] * len(ins)
+
+
+@pytest.mark.parametrize("backend,limbs", [("generic", 2), ("generic", 7), ("ice40", 3),
+                                           ("xilinx", 5)])
+def test_limb_serial_throughput(backend, limbs):
+    """A producer spaced ``limbs`` cycles apart never waits; one back to back delivers a
+    beat every ``limbs`` cycles; either way the output runs at the input's rate."""
+    rng = np.random.default_rng(limbs)
+    rq = make_requant(rng, 4, octaves=11)
+    for idle in (limbs - 1, 0):
+        dut = Requantizer(rq, 4, 2, 21, 0, -128, 127, signed(8), backend=backend,
+                          limbs=limbs)
+        run = check_stream(dut, rq, 4, 21, 0, -128, 127, rng, n=12, idle=idle)
+        assert set(np.diff(run.in_cycles["i"])) == {limbs}
+        assert set(np.diff(run.out_cycles["o"])) == {limbs}
+
+
+def test_requant_limbs_fills_the_gap():
+    rq = make_requant(np.random.default_rng(1), 16, octaves=11)
+    assert cost.requant_width(rq, 16) == 26
+    # gap <= 1: parallel; limbs no narrower than 4 bits (26 bits: at most 7 limbs)
+    got = {gap: cost.requant_limbs(rq, 16, gap) for gap in (0, 1, 2, 3, 4, 5, 6, 7, 9, 64)}
+    assert got == {0: 1, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 9: 7, 64: 7}
+    # 16 bits in 5 limbs of 4 bits wastes a cycle: 4 limbs do it
+    assert cost.requant_limbs(Requant.from_ratio(0.01), 1, 5) == 4
+
+
+def test_limb_serial_inventory_is_smaller():
+    """The serial unit's estimate: narrower multiplies, more flip-flops; limbs=1 is the
+    parallel unit's."""
+    rq = make_requant(np.random.default_rng(1), 16, octaves=11)
+    par = cost.requantizer_inventory(rq, 16, 1, 21, "generic")
+    assert cost.requantizer_inventory(rq, 16, 1, 21, "generic", limbs=1) == par
+    ser = cost.requantizer_inventory(rq, 16, 1, 21, "generic", limbs=7)
+    assert [(mul.a_bits, mul.b_bits, mul.const) for mul in ser.multiplies] == [(21, 4, None)]
+    assert ser.ff > par.ff
+    lut_par, lut_ser = (cost.estimate(inv, "ice40").lut for inv in (par, ser))
+    assert lut_ser < lut_par / 2
+
+
+@pytest.mark.parametrize("limbs,why", [(0, "not 0"), (27, "from 1 to 26"),
+                                       (2.0, "not 2.0"), (True, "not True")])
+def test_bad_limbs_are_refused(limbs, why):
+    rq = make_requant(np.random.default_rng(1), 4, octaves=11)
+    with pytest.raises(HwconvError, match=f"Requantizer: limbs must be an integer .*{why}"):
+        Requantizer(rq, 4, 2, 21, 0, -128, 127, signed(8), limbs=limbs)

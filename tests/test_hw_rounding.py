@@ -17,8 +17,9 @@ from hwconv.numerics import QParams, Requant, round_shift
 from hwconv.quant import quantize_activation, quantize_add
 
 
+@pytest.mark.parametrize("limbs", [1, 3])
 @pytest.mark.parametrize("rounding", ["half_up", "half_even"])
-def test_requantizer_ties(rounding):
+def test_requantizer_ties(rounding, limbs):
     rq = Requant.from_ratio([0.5, 0.25, 0.125, 1 / 3], rounding=rounding)
     rng = np.random.default_rng(1)
     acc = rng.integers(-300, 300, (30, 4))
@@ -26,7 +27,8 @@ def test_requantizer_ties(rounding):
     assert ties.mean() > 0.2
     beats = [{"acc": list(row[g * 2:(g + 1) * 2]), "group": g, "last": 0}
              for row in acc for g in range(2)]
-    run = run_streams(Requantizer(rq, 4, 2, 12, 0, -128, 127, signed(8)), {"i": beats},
+    run = run_streams(Requantizer(rq, 4, 2, 12, 0, -128, 127, signed(8), limbs=limbs),
+                      {"i": beats},
                       {"o": len(beats)}, valid_prob=0.7, ready_prob=0.6)
     got = np.array([v for vals, _ in run.outputs["o"] for v in vals]).reshape(30, 4)
     np.testing.assert_array_equal(got, np.clip(rq.apply(acc), -128, 127))

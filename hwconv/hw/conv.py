@@ -1,18 +1,19 @@
 """Conv2D stage: line buffer -> folded MAC array -> shared requantizer.
 
-Folding: ``simd`` input channels per cycle (the input stream's lanes) and ``pe`` output
-channels per cycle (the output stream's lanes); the ``K x K`` kernel is always unrolled.
+Folding: ``simd`` input channels per cycle (the input stream's lanes), ``pe`` output
+channels per cycle (the output stream's lanes) and ``kfold``, the cycles one output
+group takes over the ``K x K`` kernel (``K*K / kfold`` taps per cycle; 1 unrolls it).
 A window beat (``K*K*simd`` values of one channel group) is read once and held for
-``O / pe`` cycles, one output-channel group per cycle, into per-output-channel
-accumulators (:class:`~hwconv.hw.mac.MacArray`); after the ``C / simd`` window beats of an
-output position, each group of ``pe`` accumulators goes through the
+``O / pe * kfold`` cycles, one output-channel group per ``kfold`` cycles, into
+per-output-channel accumulators (:class:`~hwconv.hw.mac.MacArray`); after the ``C / simd``
+window beats of an output position, each group of ``pe`` accumulators goes through the
 :class:`~hwconv.hw.requant.Requantizer` (per-channel multiplier and shift, round half up,
 saturation to the output type, or to a fused clamping activation's range).
 
-So an output position costs ``(C / simd) * (O / pe)`` cycles; fully unrolled
+So an output position costs ``(C / simd) * (O / pe) * kfold`` cycles; fully unrolled
 (``simd = C``, ``pe = O``) the stage takes one pixel beat per cycle.  The whole frame
-takes ``max(H * W, OH * OW * (O / pe)) * C / simd`` cycles when the line buffer can run
-ahead of the MAC array (stride 1, "same"-style padding) — see :func:`hwconv.cost.conv2d`
+takes ``max(H * W, OH * OW * (O / pe) * kfold) * C / simd`` cycles when the line buffer
+can run ahead of the MAC array (stride 1, "same"-style padding) — see :func:`hwconv.cost.conv2d`
 for the exact model, including the cycles a valid-padding frame's top rows cost a folded
 MAC array that must wait for them.
 
@@ -89,6 +90,10 @@ class Conv2D(StageFigures, wiring.Component):
         Output channels per cycle; divides ``O``; output beats have ``pe`` lanes.
     simd : int
         Input channels per cycle; divides ``C``; input beats have ``simd`` lanes.
+    kfold : int
+        Cycles per output group and window beat; divides ``K*K``.  ``pe * K*K*simd /
+        kfold`` multipliers; with ``kfold > 1`` the requantizer goes limb-serial
+        (:func:`hwconv.cost.requant_limbs`), its beats being ``kfold`` cycles apart.
     act : hwconv.quant.QActivation or None
         A clamping activation (ReLU, ReLU6, Clip) fused into the requantizer's clamp.
     levels_per_stage : int
@@ -112,16 +117,16 @@ class Conv2D(StageFigures, wiring.Component):
     acc_bits : int
     """
 
-    def __init__(self, op, in_shape, *, pe=1, simd=1, act=None, levels_per_stage=1,
+    def __init__(self, op, in_shape, *, pe=1, simd=1, kfold=1, act=None, levels_per_stage=1,
                  backend="generic"):
         if not isinstance(op, QConv2D):
             raise HwconvError(f"Conv2D: op must be a QConv2D, not {type(op).__name__}")
-        self._cost = cost.conv2d(op, in_shape, pe=pe, simd=simd,
+        self._cost = cost.conv2d(op, in_shape, pe=pe, simd=simd, kfold=kfold,
                                  levels_per_stage=levels_per_stage, backend=backend)
         self._geo = cost.conv_window("Conv2D", op, in_shape, simd)
         self._lo, self._hi = fused_clamp("Conv2D", act, op.out_q)
         self._op, self._in_shape = op, tuple(in_shape)
-        self._pe, self._simd = pe, simd
+        self._pe, self._simd, self._kfold = pe, simd, kfold
         self._lps, self._backend = levels_per_stage, backend
         w = op.weight
         self._bias = op.bias - op.in_q.zero_point * w.reshape(w.shape[0], -1).sum(axis=1)
@@ -161,7 +166,8 @@ class Conv2D(StageFigures, wiring.Component):
             self._in_elem, [list(range(taps))] * pe, taps,
             mac_weights(op.weight, simd, pe), self._bias.reshape(o // pe, pe),
             groups=c // simd, folds=o // pe, accumulate=True, weight_bits=op.weight_bits,
-            acc_bits=self.acc_bits, levels_per_stage=self._lps, backend=self._backend)
+            acc_bits=self.acc_bits, levels_per_stage=self._lps, backend=self._backend,
+            chunks=self._kfold)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
@@ -177,7 +183,8 @@ class Conv2D(StageFigures, wiring.Component):
                      mac.i.payload.as_value().eq(src.payload.as_value())]
         m.submodules.requant = rq = Requantizer(
             op.requant, o, pe, self.acc_bits, op.out_q.zero_point, self._lo, self._hi,
-            self._out_elem, backend=self._backend)
+            self._out_elem, backend=self._backend,
+            limbs=cost.requant_limbs(op.requant, o, self._kfold))
         wiring.connect(m, mac.o, rq.i)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

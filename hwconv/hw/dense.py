@@ -193,7 +193,8 @@ class Dense(StageFigures, wiring.Component):
 
         m.submodules.requant = rq = Requantizer(
             op.requant, self._o, pe, self.acc_bits, op.out_q.zero_point, op.out_q.qmin,
-            op.out_q.qmax, self._out_elem, backend=self._backend)
+            op.out_q.qmax, self._out_elem, backend=self._backend,
+            limbs=cost.requant_limbs(op.requant, self._o, ni))
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
         # Global-stall pipeline: every register advances when the accumulator output is

@@ -22,9 +22,10 @@ Data path (every arrow a stream with backpressure)::
   intermediate values (at most one pixel's ``C*m`` channels): the intermediate feature
   map exists only as a stream.
 
-Cycles: the pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe)`` cycles per pixel,
-the depthwise half ``C / dw_simd``; :func:`hwconv.cost.depthwise_pointwise` gives the
-frame time (exact for stride 1 with "same"-style padding, an upper bound otherwise).
+Cycles: the pointwise half needs ``P = (C*m / pw_simd) * (O / pw_pe) * pw_kfold`` cycles
+per pixel, the depthwise half ``C / dw_simd * dw_kfold``;
+:func:`hwconv.cost.depthwise_pointwise` gives the frame time (exact for stride 1 with
+"same"-style padding, an upper bound otherwise).
 
 Bit-exactness: as Conv2D, each MAC half folds its input zero point into the bias, so the
 stage equals :func:`hwconv.golden.depthwise_pointwise` exactly.
@@ -61,22 +62,6 @@ def _folded_bias(op, in_q):
     return bias, signed_bits(bound)
 
 
-class _StreamRegister(wiring.Component):
-    """One registered beat between a stream source and sink."""
-
-    def __init__(self, signature):
-        super().__init__({"i": In(signature), "o": Out(signature)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        return m
-
-
 class DepthwisePointwise(StageFigures, wiring.Component):
     """Stage for depthwise ``dw`` (+ ``dw_act``) then pointwise ``pw`` (+ ``pw_act``).
 
@@ -97,6 +82,13 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         Intermediate channels per pointwise cycle; divides ``C*m``.
     pw_pe : int
         Output channels per cycle (output beat lanes); divides ``O``.
+    dw_kfold, pw_kfold : int
+        Kernel folding of each half (as :class:`~hwconv.hw.conv.Conv2D`'s ``kfold``): a
+        depthwise window beat takes ``dw_kfold`` cycles of ``K*K / dw_kfold`` taps per
+        lane; a pointwise beat takes ``pw_kfold`` cycles per output group of
+        ``pw_simd / pw_kfold`` channels (the pointwise kernel is its ``pw_simd``-long
+        channel vector).  Each half's requantizer goes limb-serial to match
+        (:func:`hwconv.cost.requant_limbs`).
     levels_per_stage : int
         Adder-tree pipelining of both MAC arrays (see :class:`~hwconv.hw.conv.Conv2D`).
     backend : str
@@ -115,10 +107,11 @@ class DepthwisePointwise(StageFigures, wiring.Component):
     """
 
     def __init__(self, dw, dw_act, pw, pw_act, in_shape, *, dw_simd=1, pw_simd=1, pw_pe=1,
-                 levels_per_stage=1, backend="generic"):
+                 dw_kfold=1, pw_kfold=1, levels_per_stage=1, backend="generic"):
         self._cost = cost.depthwise_pointwise(
             dw, dw_act, pw, pw_act, in_shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe,
-            levels_per_stage=levels_per_stage, backend=backend)
+            dw_kfold=dw_kfold, pw_kfold=pw_kfold, levels_per_stage=levels_per_stage,
+            backend=backend)
         self._geo = cost.conv_window("DepthwisePointwise", dw, in_shape, dw_simd)
         self._dw_clamp = fused_clamp("DepthwisePointwise (dw_act)", dw_act, dw.out_q) \
             if dw_act is None or dw_act.is_clamp else (dw.out_q.qmin, dw.out_q.qmax)
@@ -127,6 +120,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         self._dw, self._dw_act, self._pw, self._pw_act = dw, dw_act, pw, pw_act
         self._in_shape = tuple(in_shape)
         self._dw_simd, self._pw_simd, self._pw_pe = dw_simd, pw_simd, pw_pe
+        self._dw_kfold, self._pw_kfold = dw_kfold, pw_kfold
         self._lps, self._backend = levels_per_stage, backend
         self._mid_q = dw_act.out_q if dw_act is not None else dw.out_q
         out_q = pw_act.out_q if pw_act is not None else pw.out_q
@@ -168,7 +162,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             [[t * dsimd + p // mult for t in range(kk)] for p in range(dlanes)], kk * dsimd,
             dw.weight.reshape(groups, dlanes, kk), dw_bias.reshape(groups, dlanes),
             groups=groups, folds=1, accumulate=False, weight_bits=dw.weight_bits,
-            acc_bits=dw_acc, levels_per_stage=self._lps, backend=self._backend)
+            acc_bits=dw_acc, levels_per_stage=self._lps, backend=self._backend,
+            chunks=self._dw_kfold)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
@@ -184,7 +179,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         mid_elem = elem_shape(dw.out_q.dtype)
         m.submodules.dw_requant = drq = Requantizer(
             dw.requant, cm, dlanes, dw_acc, dw.out_q.zero_point, *self._dw_clamp, mid_elem,
-            backend=self._backend)
+            backend=self._backend, limbs=cost.requant_limbs(dw.requant, cm, self._dw_kfold))
         wiring.connect(m, dmac.o, drq.i)
         mid = self._activation(m, "dw_act", self._dw_act, drq.o, dlanes)
         if psimd != dlanes:
@@ -192,14 +187,10 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             m.submodules.relane = conv = LaneConverter(mid_elem, cm, dlanes, psimd)
             wiring.connect(m, mid, conv.i)
             mid = conv.o
-            if dlanes % psimd:
-                # The converter gathers the next beat while the array folds this one.
-                m.submodules.hold = hold = _StreamRegister(beat_signature(mid_elem, psimd))
-                wiring.connect(m, mid, hold.i)
-                mid = hold.o
 
         # A register slice ends the stall chain from the pointwise array (through the
-        # lane converter) into the depthwise half.
+        # lane converter) into the depthwise half; its second entry lets the converter
+        # gather the next beat while the array folds this one.
         m.submodules.pw_slice = pw_slice = RegisterSlice(mid.signature)
         wiring.connect(m, mid, pw_slice.i)
         mid = pw_slice.o
@@ -210,12 +201,14 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             elem_shape(self._mid_q.dtype), [list(range(psimd))] * ppe, psimd,
             mac_weights(pw.weight, psimd, ppe), pw_bias.reshape(o // ppe, ppe),
             groups=cm // psimd, folds=o // ppe, accumulate=True, weight_bits=pw.weight_bits,
-            acc_bits=pw_acc, levels_per_stage=self._lps, backend=self._backend)
+            acc_bits=pw_acc, levels_per_stage=self._lps, backend=self._backend,
+            chunks=self._pw_kfold)
         m.d.comb += [pmac.i.valid.eq(mid.valid), mid.ready.eq(pmac.i.ready),
                      pmac.i.payload.as_value().eq(mid.payload.as_value())]
         m.submodules.pw_requant = prq = Requantizer(
             pw.requant, o, ppe, pw_acc, pw.out_q.zero_point, *self._pw_clamp,
-            elem_shape(pw.out_q.dtype), backend=self._backend)
+            elem_shape(pw.out_q.dtype), backend=self._backend,
+            limbs=cost.requant_limbs(pw.requant, o, self._pw_kfold))
         wiring.connect(m, pmac.o, prq.i)
         out = self._activation(m, "pw_act", self._pw_act, prq.o, ppe)
         wiring.connect(m, out, wiring.flipped(self.o))

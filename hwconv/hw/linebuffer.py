@@ -10,10 +10,12 @@ for a beat holds the same column ``dh, 2*dh, ...`` rows up; it is written back s
 one row with the new beat on top.  The read is issued two stages before its data is used
 and the read data is registered again, so block RAM output never sets the clock; the
 write of a slot lands before the read of the slot ``depth`` later for ``depth >= 3``
-(shallower delay lines are registers).  With dilation ``d`` the rows are ``d`` apart and the memory holds
-``(KH - 1) * d`` rows.  The register window is a chain of the last ``(KW - 1) * dw * C /
-lanes`` column vectors (``KH x lanes`` values each): the K x K window of every channel
-group (Yosys can map the untapped part of the chain to shift-register LUTs).
+(shallower delay lines are registers).  With dilation ``d`` the rows are ``d`` apart and
+the memory holds ``(KH - 1) * d`` rows.  The window's older columns come from a second
+delay line of the same kind, ``dw * C / lanes`` words deep (one word = the ``KW - 1``
+column vectors of ``KH x lanes`` values ``dw * C / lanes``, ``2 * dw * C / lanes`` ...
+slots old, written back shifted by one column): a channel-folded window costs a block
+RAM (or LUT RAM) instead of ``(KW - 1) * dw * C / lanes`` column vectors of flip-flops.
 
 Slots and emission
 ------------------
@@ -283,9 +285,11 @@ class LineBuffer(wiring.Component):
 
         depth = rows.dilation * cols.size * groups
         addr = Signal(range(depth))
-        c_addr = dsp.delay(m, adv, addr, 2, "addr")
+        span = cols.dilation * groups           # slots between two columns of a window
+        caddr = Signal(range(span), name="chain_addr")
         with m.If(slot):
-            m.d.sync += addr.eq(Mux(addr == depth - 1, 0, addr + 1))
+            m.d.sync += [addr.eq(Mux(addr == depth - 1, 0, addr + 1)),
+                         caddr.eq(Mux(caddr == span - 1, 0, caddr + 1))]
             with m.If(tail_on):
                 tail.advance()
                 with m.If(tail.final):
@@ -311,39 +315,48 @@ class LineBuffer(wiring.Component):
                             Cat(*[self._pad_const()] * lanes))),
             ]
 
+        def delay_line(name, width, length, rd_addr, write, attrs):
+            """The word written ``length`` slots ago (``write`` at stage C of each slot):
+            a memory read at stage A and registered, or registers when shallow."""
+            if length >= 3:
+                m.submodules[name] = mem = Memory(shape=width, depth=length, init=[],
+                                                  attrs=attrs)
+                wr, rd = mem.write_port(), mem.read_port()
+                m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(adv),
+                             wr.addr.eq(dsp.delay(m, adv, rd_addr, 2, f"{name}_addr")),
+                             wr.en.eq(adv & c_valid), wr.data.eq(write)]
+                return dsp.delay(m, adv, rd.data, 1, f"{name}_rd")
+            line = [Signal(width, name=f"{name}{n}", reset_less=True) for n in range(length)]
+            with m.If(adv & c_valid):
+                m.d.sync += [reg.eq(write if n == 0 else line[n - 1])
+                             for n, reg in enumerate(line)]
+            return line[-1]
+
         # Stage C: the column vector (newest row first) from the input and the memory.
+        # One memory word holds the KH - 1 older rows of a column, written back shifted
+        # by one row with the new beat on top.
         colv = Signal(column)
         m.d.comb += colv[0].eq(c_in)
         if kh > 1:
             older = data.ArrayLayout(data.ArrayLayout(self._elem, lanes), kh - 1)
-            write = colv.as_value()[:older.size]
-            if depth >= 3:
-                m.submodules.rows = mem = Memory(shape=older.size, depth=depth, init=[],
-                                                 attrs={"ram_style": "block"})
-                wr = mem.write_port()
-                rd = mem.read_port()
-                m.d.comb += [rd.addr.eq(addr), rd.en.eq(adv),
-                             wr.addr.eq(c_addr), wr.en.eq(adv & c_valid), wr.data.eq(write)]
-                word = dsp.delay(m, adv, rd.data, 1, "rows_rd")
-            else:
-                line = [Signal(older.size, name=f"rows{n}") for n in range(depth)]
-                with m.If(adv & c_valid):
-                    m.d.sync += [reg.eq(write if n == 0 else line[n - 1])
-                                 for n, reg in enumerate(line)]
-                word = line[-1]
-            rd_rows = data.View(older, word)
+            rd_rows = data.View(older, delay_line("rows", older.size, depth, addr,
+                                                  colv.as_value()[:older.size],
+                                                  {"ram_style": "block"}))
             for k in range(1, kh):
                 m.d.comb += colv[k].eq(rd_rows[k - 1])
 
-        chain_len = (kw - 1) * cols.dilation * groups
-        chain = [Signal(column, name=f"chain{n}", reset_less=True) for n in range(chain_len)]
-        with m.If(adv & c_valid):
-            for n, reg in enumerate(chain):
-                m.d.sync += reg.eq(colv if n == 0 else chain[n - 1])
+        # The window's older columns, the same way: one word holds the KW - 1 column
+        # vectors ``span``, ``2*span`` ... slots old, written back shifted by one column.
+        cols_l = None
+        if kw > 1:
+            older = data.ArrayLayout(column, kw - 1)
+            cols_l = Signal(older, name="cols")
+            m.d.comb += cols_l.as_value().eq(delay_line(
+                "chain", older.size, span, caddr,
+                Cat(colv.as_value(), cols_l.as_value()[:(kw - 2) * column.size]), {}))
 
         def tap(k, j):          # k rows above, j columns left of the newest tap
-            vec = colv if j == 0 else chain[j * cols.dilation * groups - 1]
-            return vec[k]
+            return (colv if j == 0 else cols_l[j - 1])[k]
 
         with m.If(adv & c_valid & c_emit):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(c_last)]

@@ -14,6 +14,14 @@ addressed by ``(beat, fold)``).
   shift-register LUTs.  (An input buffer of one pixel's windows, the alternative, would
   hold ``K*K*C`` values instead of ``O`` accumulators and re-read them ``O/PE`` times.)
 * ``accumulate=False`` (depthwise, ``folds == 1``): every beat is its own output group.
+* ``chunks > 1`` (kernel folding): each ``(beat, fold)`` step takes ``chunks`` cycles,
+  lane ``p`` multiplying the ``T / chunks`` terms of chunk ``c`` in cycle ``c`` (terms
+  ``c*T/chunks ..``); a per-lane partial sum adds the chunks up in the accumulator stage
+  itself (no extra register stage), and the step's result enters the bank or the output
+  register after its last chunk.  ``PE * T / chunks`` multipliers, and output beats at
+  least ``chunks`` cycles apart (a serial requantizer can keep up, see
+  :func:`hwconv.cost.requant_limbs`).  The chunk's inputs are selected before the weight
+  ROM's delay line, so only ``T / chunks`` values per lane are delayed.
 
 The first beat of a pixel starts from the bias (the caller folds the input zero point in:
 ``sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w))``, the same integer, with
@@ -74,6 +82,8 @@ class MacArray(wiring.Component):
         Start value of each output group's accumulators.
     groups, folds : int
     accumulate : bool
+    chunks : int
+        Cycles per ``(beat, fold)`` step; divides ``T``.
     weight_bits, acc_bits : int
     levels_per_stage : int
         Adder-tree levels between registers (0: combinational tree).
@@ -85,11 +95,11 @@ class MacArray(wiring.Component):
     i : In(stream.Signature(vector_layout(in_elem, n_in)))
     o : Out(stream.Signature(acc_layout(acc_bits, PE, output groups)))
     multipliers : int
-        ``PE * T``.
+        ``PE * T / chunks``.
     """
 
     def __init__(self, in_elem, taps, n_in, weights, bias, *, groups, folds, accumulate,
-                 weight_bits, acc_bits, levels_per_stage=1, backend="generic"):
+                 weight_bits, acc_bits, levels_per_stage=1, backend="generic", chunks=1):
         weights = np.asarray(weights, dtype=np.int64)
         bias = np.asarray(bias, dtype=np.int64)
         pe, t = len(taps), len(taps[0])
@@ -101,6 +111,9 @@ class MacArray(wiring.Component):
             raise HwconvError("MacArray: folds must be 1 without accumulation")
         if bias.shape != (out_groups, pe):
             raise HwconvError(f"MacArray: bias shape {bias.shape} != {(out_groups, pe)}")
+        if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1 or t % chunks:
+            raise HwconvError(f"MacArray: chunks={chunks!r} must be a positive integer "
+                              f"dividing the {t} terms per lane")
         if not isinstance(levels_per_stage, int) or levels_per_stage < 0:
             raise HwconvError(f"MacArray: levels_per_stage={levels_per_stage!r} must be an "
                               f"integer >= 0")
@@ -110,6 +123,7 @@ class MacArray(wiring.Component):
         self._groups, self._folds, self._accumulate = groups, folds, accumulate
         self._wbits, self._acc_bits = weight_bits, acc_bits
         self._lps, self._backend = levels_per_stage, dsp.backend(backend)
+        self._chunks = chunks
         super().__init__({
             "i": In(stream.Signature(vector_layout(self._in_elem, n_in))),
             "o": Out(stream.Signature(acc_layout(acc_bits, pe, out_groups))),
@@ -117,54 +131,78 @@ class MacArray(wiring.Component):
 
     @property
     def multipliers(self):
-        return len(self._taps) * len(self._taps[0])
+        return len(self._taps) * len(self._taps[0]) // self._chunks
 
     def elaborate(self, platform):
         m = Module()
         # No input register slice: two more beats of buffering between a line buffer and
         # a folded array would change the frame time hwconv.cost.window_cycles predicts.
         src = self.i
-        pe, t = len(self._taps), len(self._taps[0])
-        groups, folds, steps = self._groups, self._folds, self._groups * self._folds
+        pe, t, kc = len(self._taps), len(self._taps[0]), self._chunks
+        tc = t // kc
+        groups, folds = self._groups, self._folds
+        steps = groups * folds * kc
 
         en = Signal()
         m.d.comb += en.eq(~self.o.valid | self.o.ready)
 
-        # Issue: step through (beat g, fold f); the beat is taken in its last fold.
+        # Issue: step through (beat g, fold f, chunk c); the beat is taken in its last
+        # fold's last chunk.
+        c = Signal(range(kc), name="chunk")
         f = Signal(range(folds), name="fold")
         g = Signal(range(groups), name="beat")
         addr = Signal(range(steps), name="waddr")
         step = Signal()
-        m.d.comb += [src.ready.eq(en & (f == folds - 1)), step.eq(en & src.valid)]
+        beat_done = (f == folds - 1) & (c == kc - 1)
+        m.d.comb += [src.ready.eq(en & beat_done), step.eq(en & src.valid)]
         with m.If(step):
-            m.d.sync += [f.eq(Mux(f == folds - 1, 0, f + 1)),
+            m.d.sync += [c.eq(Mux(c == kc - 1, 0, c + 1)),
                          addr.eq(Mux(addr == steps - 1, 0, addr + 1))]
-            with m.If(f == folds - 1):
+            with m.If(c == kc - 1):
+                m.d.sync += f.eq(Mux(f == folds - 1, 0, f + 1))
+            with m.If(beat_done):
                 m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
 
         out_group = f if self._accumulate else g
         ctrl = data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
+                                  "head": 1, "tail": 1,
                                   "group": range(max(folds, groups))})
         c0 = Signal(ctrl)
         first = (g == 0) if self._accumulate else 1
         final = (g == groups - 1) if self._accumulate else 1
         m.d.comb += [c0.valid.eq(step), c0.first.eq(first), c0.final.eq(final),
-                     c0.last.eq(src.payload.last & (f == folds - 1)),
+                     c0.last.eq(src.payload.last & beat_done),
+                     c0.head.eq(c == 0), c0.tail.eq(c == kc - 1),
                      c0.group.eq(out_group)]
         c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_in")
-        x1 = dsp.delay(m, en, src.payload.data, WeightRom.latency, "x_in")
+
+        # The inputs a chunk multiplies, selected before the ROM's delay line: one value
+        # per distinct (lane, term) source sequence over the chunks.
+        sources = {}
+        for lane_taps in self._taps:
+            for k in range(tc):
+                sources.setdefault(tuple(lane_taps[j * tc + k] for j in range(kc)),
+                                   len(sources))
+        sel = Signal(data.ArrayLayout(self._in_elem, len(sources)), name="x_sel")
+        for seq, n in sources.items():
+            if kc == 1:
+                m.d.comb += sel[n].eq(src.payload.data[seq[0]])
+            else:
+                m.d.comb += sel[n].eq(Array(src.payload.data[j] for j in seq)[c])
+        x1 = dsp.delay(m, en, sel, WeightRom.latency, "x_in")
 
         wshape = signed(self._wbits)
+        rows = (self._weights.reshape(groups * folds, pe, kc, tc).transpose(0, 2, 1, 3)
+                .reshape(steps, pe * tc))
         if steps == 1:
             def weight(p, k):
-                return Const(int(self._weights[0, p, k]), wshape)
+                return Const(int(rows[0, p * tc + k]), wshape)
         else:
-            m.submodules.weights = rd = WeightRom(
-                self._weights.reshape(steps, pe * t), self._wbits)
+            m.submodules.weights = rd = WeightRom(rows, self._wbits)
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
 
             def weight(p, k):
-                return rd.data[p * t + k]
+                return rd.data[p * tc + k]
 
         # Products, then the adder tree per lane.
         xb = value_bound(self._in_elem)
@@ -173,21 +211,23 @@ class MacArray(wiring.Component):
         regs = 0
         for p, lane_taps in enumerate(self._taps):
             prods = []
-            for k, n in enumerate(lane_taps):
-                prod = dsp.multiply(m, x1[n], weight(p, k), en, self._backend,
-                                    f"mul_{p}_{k}")
+            for k in range(tc):
+                x = x1[sources[tuple(lane_taps[j * tc + k] for j in range(kc))]]
+                prod = dsp.multiply(m, x, weight(p, k), en, self._backend, f"mul_{p}_{k}")
                 prods.append(prod[:signed_bits(pbound)].as_signed())
-            total, _, regs = adder_tree(m, prods, [pbound] * t, en, self._lps, f"tree{p}")
+            total, _, regs = adder_tree(m, prods, [pbound] * tc, en, self._lps, f"tree{p}")
             sums.append(total)
         ct = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs, "ctrl")
 
-        # Accumulate (rotating bank) and register the output.
+        # Accumulate (chunk partial sum, rotating bank) and register the output.
         acc_shape = signed(self._acc_bits)
         banked = self._accumulate and groups > 1
         bank = [[Signal(acc_shape, name=f"bank{w}_{p}", reset_less=True) for p in range(pe)]
                 for w in range(folds)] if banked else None
+        part = [Signal(acc_shape, name=f"part{p}", reset_less=True) for p in range(pe)] \
+            if kc > 1 else None
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(ct.valid & ct.final),
+            m.d.sync += [self.o.valid.eq(ct.valid & ct.final & ct.tail),
                          self.o.payload.group.eq(ct.group),
                          self.o.payload.last.eq(ct.last)]
             for p in range(pe):
@@ -198,11 +238,16 @@ class MacArray(wiring.Component):
                     start = Array(Const(v, acc_shape) for v in values)[ct.group]
                 if banked:
                     start = Mux(ct.first, start, bank[0][p])
+                if part is not None:
+                    start = Mux(ct.head, start, part[p])
                 new = Signal(acc_shape, name=f"acc_next{p}")
                 m.d.comb += new.eq(start + sums[p])
                 m.d.sync += self.o.payload.acc[p].eq(new)
-                if banked:
+                if part is not None:
                     with m.If(ct.valid):
+                        m.d.sync += part[p].eq(new)
+                if banked:
+                    with m.If(ct.valid & ct.tail):
                         for w in range(folds):
                             m.d.sync += bank[w][p].eq(new if w == folds - 1 else bank[w + 1][p])
         return m

@@ -38,7 +38,7 @@ def _plain(value):
 
 
 def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
-                max_cycles=200_000, vcd=None, start=None):
+                max_cycles=200_000, vcd=None, start=None, idle=0):
     """Simulate ``dut`` with stream traffic.
 
     Parameters
@@ -60,6 +60,9 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
     start : dict[str, int] or None
         Input port name -> cycle before which that producer offers nothing (a path that
         delivers its first beat late).
+    idle : int or dict[str, int]
+        Cycles a producer offers nothing after each accepted beat (a producer that
+        delivers a beat at most every ``idle + 1`` cycles), per port as a dict.
 
     Returns
     -------
@@ -78,6 +81,7 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
         port = getattr(dut, name)
         prng = random.Random(rng.random())
         p_valid = prob(valid_prob, name)
+        gap = idle.get(name, 0) if isinstance(idle, dict) else idle
         run.in_cycles[name] = []
 
         async def producer(ctx):
@@ -95,6 +99,8 @@ def run_streams(dut, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0,
                     pass
                 run.in_cycles[name].append(cycle[0])
                 ctx.set(port.valid, 0)
+                for _ in range(gap):
+                    await ctx.tick()
         return producer
 
     def make_consumer(name, count):
