@@ -171,16 +171,22 @@ def case_pool_activate():
         {"o": frames(y, 2)}, {}
 
 
+def _mobilenet_block(seed, backend, **folding):
+    """A quantized MobileNet block (5x5x4 -> 6) as a DepthwisePointwise at ``folding``,
+    three frames in at ``dw_simd`` lanes, the golden frames out at ``pw_pe`` lanes."""
+    net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=seed)
+    qnet = quant.quantize(net, np.random.default_rng(seed).normal(size=(8, 5, 5, 4)))
+    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
+    xs = np.random.default_rng(seed + 1).integers(dw.in_q.qmin, dw.in_q.qmax + 1,
+                                                  (3, 5, 5, 4))
+    y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
+    dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), backend=backend, **folding)
+    return dut, {"i": frames(xs, folding["dw_simd"])}, {"o": frames(y, folding["pw_pe"])}, {}
+
+
 def case_depthwise_pointwise(backend="generic"):
     """MobileNet block: depthwise 3x3 + ReLU6 into pointwise 1x1 + ReLU6, both folded."""
-    net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=15)
-    qnet = quant.quantize(net, np.random.default_rng(15).normal(size=(8, 5, 5, 4)))
-    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
-    xs = np.random.default_rng(16).integers(dw.in_q.qmin, dw.in_q.qmax + 1, (3, 5, 5, 4))
-    y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
-    dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), dw_simd=2, pw_simd=2,
-                             pw_pe=3, backend=backend)
-    return dut, {"i": frames(xs, 2)}, {"o": frames(y, 3)}, {}
+    return _mobilenet_block(15, backend, dw_simd=2, pw_simd=2, pw_pe=3)
 
 
 def case_conv2d_kfold(backend="generic"):
@@ -198,14 +204,8 @@ def case_conv2d_kfold(backend="generic"):
 def case_depthwise_pointwise_kfold(backend="generic"):
     """Both halves kernel-folded (dw 9 cycles per window, pw a 4-lane pixel over 4
     cycles): digits' smallest folding in miniature."""
-    net = zoo.mobilenet_block(size=5, cin=4, cout=6, seed=17)
-    qnet = quant.quantize(net, np.random.default_rng(17).normal(size=(8, 5, 5, 4)))
-    dw, dw_act, pw, pw_act = [n.op for n in qnet.nodes]
-    xs = np.random.default_rng(18).integers(dw.in_q.qmin, dw.in_q.qmax + 1, (3, 5, 5, 4))
-    y = golden.depthwise_pointwise(xs, dw, dw_act, pw, pw_act)
-    dut = DepthwisePointwise(dw, dw_act, pw, pw_act, (5, 5, 4), dw_simd=1, pw_simd=4,
-                             pw_pe=1, dw_kfold=9, pw_kfold=4, backend=backend)
-    return dut, {"i": frames(xs, 1)}, {"o": frames(y, 1)}, {}
+    return _mobilenet_block(17, backend, dw_simd=1, pw_simd=4, pw_pe=1, dw_kfold=9,
+                            pw_kfold=4)
 
 
 def case_lane_converter():
