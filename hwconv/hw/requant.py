@@ -234,8 +234,7 @@ class Requantizer(wiring.Component):
             with m.Elif(busy):
                 m.d.sync += k.eq(k + 1)
 
-        c0 = _flags(m, "c0", valid=busy, first=k == 0, final=final,
-                        last=held.last)
+        c0 = _flags(m, "c0", valid=busy, first=k == 0, final=final, last=held.last)
         c = dsp.delay(m, en, c0, self._mul_latency, "c0")
         mask = (1 << w) - 1
         prods = []
