@@ -70,14 +70,17 @@ def corrupted(request, byte=5, mask=0x01):
     return bytes(data)
 
 
-def _makefile(source):
+def _makefile(sources, includes, defines):
+    files = " ".join(f"$(CURDIR)/{s}" for s in sources)
+    flags = "".join(f"COMPILE_ARGS += -I$(CURDIR)/{i}\n" for i in includes) + \
+        "".join(f"COMPILE_ARGS += -D{k}={v}\n" for k, v in defines.items())
     return f"""\
 # Rerun this cocotb test of the board design with only cocotb and a simulator:
 #   make            (Icarus Verilog)     make WAVES=1   (FST waveform in sim_build)
 TOPLEVEL_LANG = verilog
 SIM ?= icarus
-VERILOG_SOURCES = $(CURDIR)/{source}
-COCOTB_TOPLEVEL = {TOP}
+VERILOG_SOURCES = {files}
+{flags}COCOTB_TOPLEVEL = {TOP}
 COCOTB_TEST_MODULES = {TB_MODULE}
 COCOTB_HDL_TIMEUNIT = {TIMESCALE[0]}
 COCOTB_HDL_TIMEPRECISION = {TIMESCALE[1]}
@@ -91,7 +94,7 @@ include $(shell cocotb-config --makefiles)/Makefile.sim
 
 
 def write_testbench(folder, core, transactions, *, divisor, gap_cycles,
-                    reply_timeout_cycles=None):
+                    reply_timeout_cycles=None, family=None):
     """Write the test bench of ``core`` (a :class:`~boards.top.BoardCore`) to ``folder``.
 
     Parameters
@@ -105,11 +108,24 @@ def write_testbench(folder, core, transactions, *, divisor, gap_cycles,
         board discards ends before the next one starts).
     reply_timeout_cycles : int, optional
         Longest wait for a reply after its request (default: generous for the bytes).
+    family : str, optional
+        FPGA family whose primitives the design instantiates (a vendor multiplier back
+        end): Yosys's simulation models of them join the sources
+        (:func:`rtl_gen.netlist.cell_models`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = f"{TOP}.v"
     (folder / source).write_text(sim_verilog(verilog_text(core, TOP)))
+    sources, includes, defines = [source], [], {}
+    if family is not None:
+        from rtl_gen.netlist import cell_bench_files
+
+        models, extra = cell_bench_files(family, folder / "cells")
+        sources.append(models.relative_to(folder).as_posix())
+        includes = sorted({Path(p).parent.relative_to(folder).as_posix()
+                           for p in extra["includes"]})
+        defines = extra["defines"]
     shutil.copyfile(Path(__file__).with_name(f"{TB_MODULE}.py"), folder / f"{TB_MODULE}.py")
     if reply_timeout_cycles is None:
         longest = max(len(t["expect"]) // 2 for t in transactions)
@@ -117,9 +133,10 @@ def write_testbench(folder, core, transactions, *, divisor, gap_cycles,
     cfg = {"clock": "clk", "reset": "rst", "rx": "rx", "tx": "tx",
            "leds": {"busy": "busy", "error": "error"}, "divisor": divisor,
            "gap_cycles": gap_cycles, "reply_timeout_cycles": reply_timeout_cycles,
-           "transactions": transactions, "source": source, "results": "results.json"}
+           "transactions": transactions, "source": source, "sources": sources,
+           "includes": includes, "defines": defines, "results": "results.json"}
     (folder / "tb.json").write_text(json.dumps(cfg, indent=1))
-    (folder / "Makefile").write_text(_makefile(source))
+    (folder / "Makefile").write_text(_makefile(sources, includes, defines))
     return folder / "tb.json"
 
 
@@ -158,9 +175,11 @@ def run_testbench(folder, *, simulator="icarus", waves=False):
         runner = get_runner(simulator)
         extra = ["--no-timing", "-Wno-fatal"] if simulator == "verilator" else []
         try:
-            runner.build(sources=[folder / cfg["source"]], hdl_toplevel=TOP,
-                         build_dir=build, timescale=TIMESCALE, waves=True, always=True,
-                         log_file=build / "build.log", build_args=extra)
+            runner.build(sources=[folder / s for s in cfg.get("sources", [cfg["source"]])],
+                         hdl_toplevel=TOP, includes=[folder / i for i in cfg.get("includes", [])],
+                         defines=cfg.get("defines", {}), build_dir=build, timescale=TIMESCALE,
+                         waves=True, always=True, log_file=build / "build.log",
+                         build_args=extra)
         except RuntimeError:
             text = (build / "build.log").read_text().strip().splitlines()
             raise SimulationError(f"{TOP}: the {simulator} build failed: "

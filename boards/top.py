@@ -61,6 +61,10 @@ class Board:
     backend : str
         Multiplier back end of the pipeline (:mod:`hwconv.hw.dsp`): the part's DSP cells
         instantiated with their registers, or ``generic``.
+    skid : bool
+        Register slices with a skid entry (the ready chains end at every stage), or
+        plain pipeline registers where the clock is slow and logic cells are few
+        (:class:`hwconv.hw.fifo.RegisterSlice`).
     """
 
     name: str
@@ -76,6 +80,7 @@ class Board:
     bitstream: str
     notes: tuple = field(default_factory=tuple)
     backend: str = "generic"
+    skid: bool = True
 
     @property
     def family(self):

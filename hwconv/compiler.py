@@ -129,7 +129,7 @@ class Compiled:
 
 
 def compile(model, *, clock_mhz=100.0, fps=None, max_multipliers=None, in_lanes=None,
-            out_lanes=1, top="hwconv_top", backend="generic", **load_options):
+            out_lanes=1, top="hwconv_top", backend="generic", skid=True, **load_options):
     """Transform and map ``model`` (anything :func:`load` takes, or a :class:`Model`).
 
     Parameters
@@ -146,12 +146,18 @@ def compile(model, *, clock_mhz=100.0, fps=None, max_multipliers=None, in_lanes=
         Multiplier back end: ``generic`` (behavioural, any tool), ``ecp5``
         (MULT18X18D), ``ice40`` (SB_MAC16) or ``xilinx`` (DSP48E1); see
         :mod:`hwconv.hw.dsp`.
+    skid : bool
+        Register slices with a skid entry (default): the ready chains end at every
+        stage.  ``False`` makes them plain pipeline registers: the same cycles and
+        latency, about one LUT and one flip-flop less per payload bit, for a slow clock
+        on a small part (:class:`hwconv.hw.fifo.RegisterSlice`).
     """
     if not isinstance(model, Model):
         model = load(model, **load_options)
     qnet, report = transforms.pool_before_activate(model.qnet)
     plan = mapper.plan(qnet, clock_mhz=clock_mhz, fps=fps, max_multipliers=max_multipliers,
                        backend=backend)
+    plan.skid = bool(skid)
     plan.report = list(model.report) + list(report)
     c_in = qnet.input_shape[-1]
     in_lanes = c_in if in_lanes is None else in_lanes

@@ -35,8 +35,8 @@ from .ir import normalize_padding, pair
 
 __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
            "pool_activate", "depthwise_pointwise", "position_cycles", "mul_latency",
-           "requant_latency", "requant_limbs", "REQUANT_MIN_LIMB_BITS", "SLICE_LATENCY",
-           "ACTIVATE_LATENCY"]
+           "requant_latency", "requant_limbs", "requant_round_point", "requant_table_block",
+           "REQUANT_MIN_LIMB_BITS", "SLICE_LATENCY", "ACTIVATE_LATENCY"]
 
 #: Signed operand widths (A, B) of each multiplier back end's DSP cell
 #: (:mod:`hwconv.hw.dsp`); ``generic`` leaves multiplies to the synthesis tool.
@@ -85,14 +85,36 @@ def requant_latency(backend, limbs=1):
 
     With ``limbs = L > 1`` (limb-serial) the beat first waits in the held register (1),
     its last limb enters the multiplier ``L - 1`` cycles after its first, and the
-    Horner accumulator adds it in (1): ``L + 1`` edges more."""
+    running sum adds it in (1): ``L + 1`` edges more."""
     _check_limbs("requant_latency", limbs)
     return SLICE_LATENCY + requant_mul_latency(backend) + 3 + (limbs + 1 if limbs > 1 else 0)
 
 
-#: Narrowest limb :func:`requant_limbs` chooses: narrower limbs save few LUTs per cycle
-#: spent, while the held register, Horner accumulator and limb table stay.
+#: Narrowest limb :func:`requant_limbs` chooses where the limb table is logic: narrower
+#: limbs save few LUTs per cycle spent, while the held register, running sum and limb
+#: table stay.  Where the table is in block RAM (:func:`requant_table_block`) the limbs
+#: go down to one bit: the product shrinks to an adder and the table costs no LUTs.
 REQUANT_MIN_LIMB_BITS = 4
+
+
+def requant_table_block(mult, lanes, backend, limbs):
+    """Whether a limb-serial :class:`hwconv.hw.requant.Requantizer` keeps its limb table
+    in block RAM: on ``ice40`` (no LUT RAM, and logic cells are what a small part runs
+    out of) when the channels of a lane have different multipliers (``mult``: the
+    shift-folded multipliers, :func:`requant_multipliers`)."""
+    if limbs <= 1 or backend != "ice40":
+        return False
+    return any(len(set(mult[lane::lanes])) > 1 for lane in range(lanes))
+
+
+def requant_round_point(shift, limb_bits, limbs):
+    """``(low, rshift)`` of a limb-serial requantizer: its running sum keeps the product's
+    bits from ``low`` up and a sticky bit for those below, and rounds
+    ``2 * (P >> low) + sticky`` by ``rshift`` (``shift`` is the common shift ``S``)."""
+    if shift == 0:
+        return 0, 0
+    low = min(shift - 1, limb_bits * (limbs - 1))
+    return low, shift - low + 1
 
 
 def _check_limbs(what, limbs, width=None):
@@ -433,7 +455,7 @@ def conv2d(op, in_shape, pe=1, simd=1, kfold=1, *, levels_per_stage=1, backend="
     # line buffer the input beat itself is held, so its transfer is F*kfold - 1 steps
     # late.  The first output leaves after the last beat's first fold's kfold chunks.
     start = lb.latency + SLICE_LATENCY * window_slice(geo) if lb else 1 - hold
-    limbs = requant_limbs(op.requant, o, kfold)
+    limbs = requant_limbs(op.requant, o, kfold, backend)
     latency = start + (g - 1) * hold + kfold - 1 + \
         mac_depth(terms // kfold, levels_per_stage, backend) + requant_latency(backend, limbs)
     return StageCost(
@@ -475,7 +497,7 @@ def dense(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     _check_backend(stage, backend)
     ni, no = n // simd, o // pe
     # an output group leaves every ni cycles: the requantizer may take ni limbs
-    limbs = requant_limbs(op.requant, o, ni)
+    limbs = requant_limbs(op.requant, o, ni, backend)
     return StageCost(
         cycles_per_frame=ni * no, multipliers=pe * simd,
         latency=SLICE_LATENCY + ni - 1 + mac_depth(simd, levels_per_stage, backend) +
@@ -709,7 +731,8 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
     lat = (line_buffer(geo).latency if windowed else 0) + \
         SLICE_LATENCY * window_slice(geo) + dw_kfold - 1 + \
         mac_depth(kk // dw_kfold, levels_per_stage, backend) + \
-        requant_latency(backend, dw_limbs := requant_limbs(dw.requant, cm, dw_kfold))
+        requant_latency(backend,
+                        dw_limbs := requant_limbs(dw.requant, cm, dw_kfold, backend))
     if dw_act is not None and not dw_act.is_clamp:
         lat += activation_latency(dw_act)
     relane = 0
@@ -722,7 +745,8 @@ def depthwise_pointwise(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, pw_simd=1, 
         pw_hold = max(pw_hold, pw_simd // dlanes * dw_kfold)
     lat += (cm // pw_simd - 1) * pw_hold + pw_kfold - 1 + SLICE_LATENCY + \
         mac_depth(pw_simd // pw_kfold, levels_per_stage, backend) + \
-        requant_latency(backend, pw_limbs := requant_limbs(pw.requant, o, pw_kfold))
+        requant_latency(backend,
+                        pw_limbs := requant_limbs(pw.requant, o, pw_kfold, backend))
     if pw_act is not None and not pw_act.is_clamp:
         lat += activation_latency(pw_act)
     return StageCost(
@@ -860,6 +884,10 @@ class Inventory:
         Adder, subtractor and comparator bits (carry chains).
     mux : int
         2:1 multiplexer bits (selects, padding masks, small constant tables).
+    slice_bits : int
+        Payload bits of the register slices (:class:`hwconv.hw.fifo.RegisterSlice`),
+        already inside the other figures: without their skid entries a design saves
+        about a flip-flop and a LUT per bit (:func:`estimate`'s ``skid``).
     """
 
     multiplies: tuple = ()
@@ -869,11 +897,13 @@ class Inventory:
     mux: int = 0
     mul_ff: int = 0
     ctrl: int = 0
+    slice_bits: int = 0
 
     def __add__(self, other):
         return Inventory(self.multiplies + other.multiplies, self.memories + other.memories,
                          self.ff + other.ff, self.adder + other.adder, self.mux + other.mux,
-                         self.mul_ff + other.mul_ff, self.ctrl + other.ctrl)
+                         self.mul_ff + other.mul_ff, self.ctrl + other.ctrl,
+                         self.slice_bits + other.slice_bits)
 
 
 @dataclass(frozen=True)
@@ -1135,13 +1165,17 @@ def logic_features(inv, family):
             "mul_ff": inv.mul_ff, "dsp": dsp, "bram": bram}
 
 
-def estimate(inv, family):
-    """:class:`Estimate` of :class:`Inventory` ``inv`` on ``family``."""
+def estimate(inv, family, *, skid=True):
+    """:class:`Estimate` of :class:`Inventory` ``inv`` on ``family``; ``skid=False``:
+    with plain registers for register slices (``inv.slice_bits`` flip-flops and LUTs
+    fewer: measured on iCE40, a 73-bit window slice 79 -> 2 LUT4 and 148 -> 74 FF)."""
     fam = _family(family)
     f = logic_features(inv, family)
     lut = sum(c * f[k] for c, k in zip(fam.lut_coef, LUT_FEATURES))
     f_reg, f_prod, f_soft = fam.ff_coef
     ff = f_reg * f["ff"] + f_prod * f["mul_ff"] + f_soft * f["soft_mul"]
+    if not skid:
+        lut, ff = max(0, lut - inv.slice_bits), max(0, ff - inv.slice_bits)
     return Estimate(dsp=f["dsp"], bram=f["bram"], lut=int(round(lut)), ff=int(round(ff)),
                     lutram=f["lutram"])
 
@@ -1267,16 +1301,23 @@ def requant_limb_bits(requant, channels, limbs):
     return _ceil_div(width, int(limbs))
 
 
-def requant_limbs(requant, channels, gap):
+def requant_limbs(requant, channels, gap, backend="generic"):
     """Limbs a requantizer should use when its producer delivers beats at least ``gap``
-    cycles apart: as many as the gap allows, limbs no narrower than
-    :data:`REQUANT_MIN_LIMB_BITS`, then no more limbs than the limb width needs (no
-    cycle issues a limb of zeros only)."""
+    cycles apart, on a design whose multiplier back end is ``backend``: as many as the
+    gap allows, limbs no narrower than :data:`REQUANT_MIN_LIMB_BITS` (one bit on
+    ``ice40``, where the limb table is block RAM), then no more limbs than the limb
+    width needs (no cycle issues a limb of zeros only)."""
     if gap <= 1:
         return 1
     width = requant_width(requant, channels)
-    limbs = min(int(gap), _ceil_div(width, REQUANT_MIN_LIMB_BITS))
+    narrowest = 1 if backend == "ice40" else REQUANT_MIN_LIMB_BITS
+    limbs = min(int(gap), _ceil_div(width, narrowest))
     return _ceil_div(width, _ceil_div(width, limbs))
+
+
+def beat_bits(lanes):
+    """Payload bits of a stream beat of ``lanes`` 8-bit values and ``last``."""
+    return 8 * lanes + 1
 
 
 def requantizer_inventory(requant, channels, lanes, acc_bits, backend="generic", limbs=1):
@@ -1284,17 +1325,20 @@ def requantizer_inventory(requant, channels, lanes, acc_bits, backend="generic",
     (a lane whose channels share one multiplier multiplies by a constant; otherwise by a
     table entry as wide as its largest one), a constant rounding shift, clamp and zero
     point.  With ``limbs > 1`` each lane multiplies by a ``w``-bit limb from a table of
-    ``groups * limbs`` entries and adds the products into a Horner accumulator; the held
-    input beat and the limb counter are registers too."""
+    ``groups * limbs`` entries (block RAM where :func:`requant_table_block` says so) and
+    adds the products into a running sum ``acc_bits + w + 1`` bits wide, keeping the
+    bits it shifts out from the rounding point up and a sticky bit; the held input beat
+    and the limb counter are registers too."""
     return _memo(requant, ("requant", channels, lanes, acc_bits, backend, limbs),
                  lambda: _requantizer_inventory(requant, channels, lanes, acc_bits,
                                                 backend, limbs))
 
 
 def _requantizer_inventory(requant, channels, lanes, acc_bits, backend, limbs):
+    design = backend
     backend = requant_backend(backend)
     groups = channels // lanes
-    mult, _ = requant_multipliers(requant, channels)
+    mult, shift = requant_multipliers(requant, channels)
     width = requant_width(requant, channels)
     limb = requant_limb_bits(requant, channels, limbs)
     by_lane = np.array(mult, dtype=object).reshape(groups, lanes)   # channel g*lanes+l
@@ -1305,20 +1349,37 @@ def _requantizer_inventory(requant, channels, lanes, acc_bits, backend, limbs):
         kinds[const] = kinds.get(const, 0) + 1
     muls = tuple(multiply(backend, acc_bits, limb, True, False, const=c, count=n)
                  for c, n in sorted(kinds.items(), key=str))
-    prod_bits = acc_bits + width + 1
+    round_bits = acc_bits + width + 1           # the value rounded, then its shift
     tables = kinds.get(None, 0)
-    mux = tables * limb * (1 if limbs == 1 else _clog2(groups * limbs))   # limb tables
-    ff = lanes * (limb * (tables > 0) + 2 * 10 + 8) + 2 * requant_latency(backend, limbs)
-    adder = lanes * (prod_bits + 2 * 10 + 8)
+    mems = ()
+    if limbs == 1:
+        mux = tables * limb
+        ff = 0
+    else:
+        # held beat (accumulators, group, last, busy), limb counter, registered limb
+        # table (block RAM or a mux of groups x limbs entries), running sum (its adder
+        # and first-limb select), the product's bits kept below it and a sticky bit
+        low, rshift = requant_round_point(shift, limb, limbs)
+        run = acc_bits + limb + 1
+        kept = max(0, limb * (limbs - 1) - low)
+        round_bits = run + kept + (rshift > 0)
+        kb = _clog2(limbs)
+        if requant_table_block(mult, lanes, design, limbs):
+            mems = (Storage(lanes * limb, groups << kb, rom=True, block=True),)
+            mux = 0
+        else:
+            mux = tables * limb * _clog2(groups * limbs)
+        ff = (lanes * (acc_bits + limb + run + kept + 1) + _clog2(groups) + 2
+              + 2 * _clog2(limbs))
+        mux += lanes * (run + kept)
+    ff += lanes * (limb * (tables > 0 and limbs == 1) + 2 * 10 + 8) + \
+        2 * requant_latency(backend, limbs)
+    adder = lanes * (round_bits + 2 * 10 + 8)
     if limbs > 1:
-        # held beat (accumulators, group, last, busy), Horner accumulator (its adder and
-        # its first-limb select), limb counter
-        ff += lanes * (acc_bits + prod_bits) + _clog2(groups) + 2 + _clog2(limbs)
-        adder += lanes * prod_bits + _clog2(limbs)
-        mux += lanes * prod_bits
-    return Inventory(muls, (), ff=ff, adder=adder, mux=mux,
+        adder += lanes * (acc_bits + limb + 1) + _clog2(limbs)
+    return Inventory(muls, mems, ff=ff, adder=adder, mux=mux,
                      mul_ff=lanes * _mul_ff(backend, acc_bits, limb + 1, acc_bits + limb + 1),
-                     ctrl=5 + 5 * (limbs > 1))
+                     ctrl=5 + 5 * (limbs > 1), slice_bits=beat_bits(lanes))
 
 
 def line_buffer_inventory(geo):
@@ -1373,11 +1434,12 @@ def conv2d_inventory(op, in_shape, pe=1, simd=1, kfold=1, *, levels_per_stage=1,
                               levels_per_stage=levels_per_stage, backend=backend,
                               const_pairs=pairs, chunks=kfold)
     inv += requantizer_inventory(op.requant, o, pe, acc, backend,
-                                 limbs=requant_limbs(op.requant, o, kfold))
+                                 limbs=requant_limbs(op.requant, o, kfold, backend))
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     if window_slice(geo):          # two window beats of flip-flops
-        inv += Inventory(ff=2 * geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 2)
+        bits = geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 1
+        inv += Inventory(ff=2 * bits, slice_bits=bits)
     return inv
 
 
@@ -1419,16 +1481,18 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
                               levels_per_stage=levels_per_stage, backend=backend,
                               const_pairs=pairs, chunks=dw_kfold)
     inv += requantizer_inventory(dw.requant, cm, dlanes, dacc, backend,
-                                 limbs=requant_limbs(dw.requant, cm, dw_kfold))
+                                 limbs=requant_limbs(dw.requant, cm, dw_kfold, backend))
     if needs_window(geo):
         inv += line_buffer_inventory(geo)
     if window_slice(geo):          # two window beats of flip-flops
-        inv += Inventory(ff=2 * geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 2)
+        bits = geo.rows.kernel * geo.cols.kernel * geo.lanes * 8 + 1
+        inv += Inventory(ff=2 * bits, slice_bits=bits)
     if dw_act is not None and not dw_act.is_clamp:
         inv += _activation_inventory(dw_act, dlanes)
     if pw_simd != dlanes:
         inv += lane_converter_inventory(dlanes, pw_simd)
-    inv += Inventory(ff=2 * pw_simd * 8 + 3, mux=pw_simd * 8)     # the pointwise slice
+    inv += Inventory(ff=2 * pw_simd * 8 + 3, mux=pw_simd * 8,      # the pointwise slice
+                     slice_bits=beat_bits(pw_simd))
     mid_dtype = (dw_act.out_q if dw_act is not None else dw.out_q).dtype
     pacc = acc_bits_conv(pw, mid_dtype)
     g, f = cm // pw_simd, o // pw_pe
@@ -1442,7 +1506,7 @@ def depthwise_pointwise_inventory(dw, dw_act, pw, pw_act, in_shape, dw_simd=1, p
                                levels_per_stage=levels_per_stage, backend=backend,
                                const_pairs=pairs, chunks=pw_kfold)
     inv += requantizer_inventory(pw.requant, o, pw_pe, pacc, backend,
-                                 limbs=requant_limbs(pw.requant, o, pw_kfold))
+                                 limbs=requant_limbs(pw.requant, o, pw_kfold, backend))
     if pw_act is not None and not pw_act.is_clamp:
         inv += _activation_inventory(pw_act, pw_pe)
     return inv
@@ -1481,9 +1545,10 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="
                               count=pe * simd),),
                     tuple(mems), ff=ff, adder=pe * (adders + acc),
                     mux=simd * 8 * (no > 1) + pe * acc * (no > 1),
-                    mul_ff=pe * simd * _mul_ff(backend, a_bits, op.weight_bits, pbits))
+                    mul_ff=pe * simd * _mul_ff(backend, a_bits, op.weight_bits, pbits),
+                    slice_bits=beat_bits(simd))     # the input slice
     return inv + requantizer_inventory(op.requant, o, pe, acc, backend,
-                                       limbs=requant_limbs(op.requant, o, ni))
+                                       limbs=requant_limbs(op.requant, o, ni, backend))
 
 
 def global_avg_pool_inventory(op, in_shape, lanes=1, *, backend="generic"):

@@ -53,7 +53,13 @@ LUTRAM_LUTS = {"ecp5": 2, "ice40": 0, "xilinx": 4}
 
 def stage_inventory(spec, folding, backend="generic"):
     """:class:`hwconv.cost.Inventory` of stage ``spec`` at ``folding``, its multiplies
-    built by ``backend``."""
+    built by ``backend``, with the pipeline's register slice on its output."""
+    out = cost.Inventory(slice_bits=cost.beat_bits(dataclasses.replace(
+        spec, folding=folding).out_lanes))
+    return _stage_inventory(spec, folding, backend) + out
+
+
+def _stage_inventory(spec, folding, backend):
     ops, shape = spec.ops, spec.in_shape
     if spec.kind == "conv":
         return cost.conv2d_inventory(ops["conv"], shape, backend=backend, **folding)
@@ -133,7 +139,7 @@ def _pareto_rows(keys):
     return sorted(kept)
 
 
-def score_stage(spec, family, backend="generic"):
+def score_stage(spec, family, backend="generic", skid=True):
     """Score every valid folding of ``spec`` on ``family``; keep the useful ones.
 
     A folding is kept when no other is at least as good in cycles, multipliers, DSP,
@@ -150,7 +156,7 @@ def score_stage(spec, family, backend="generic"):
             c = mapper.stage_cost(spec, kw)
         except HwconvError:
             continue
-        e = cost.estimate(stage_inventory(spec, kw, backend), family)
+        e = cost.estimate(stage_inventory(spec, kw, backend), family, skid=skid)
         probe = dataclasses.replace(spec, folding=kw)
         rows.append((c.cycles_per_frame, c.multipliers, c.requant_multipliers, c.latency,
                      e.dsp, e.bram, e.lut + LUTRAM_LUTS[family] * e.lutram, e.ff, e.lutram,
@@ -455,6 +461,8 @@ class Exploration:
         Work that failed without stopping the sweep (a variant, a chunk of targets).
     backend : str
         Multiplier back end the points were scored with and are built with.
+    skid : bool
+        Register slices with a skid entry, or plain registers (see :func:`explore`).
     """
 
     device: object
@@ -468,6 +476,7 @@ class Exploration:
     models: list = field(default_factory=list, repr=False)
     errors: list = field(default_factory=list)
     backend: str = "generic"
+    skid: bool = True
 
     @property
     def n_points(self):
@@ -478,13 +487,13 @@ class Exploration:
         k = self.variants.index(point.variant)
         model, qnet = self.models[k]
         return compile_point(model, qnet, point.foldings, clock_mhz=self.clock_mhz, top=top,
-                             backend=self.backend)
+                             backend=self.backend, skid=self.skid)
 
 
 # -- building pipelines of points -------------------------------------------------------
 
 def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
-                  in_lanes=None, out_lanes=1, backend="generic"):
+                  in_lanes=None, out_lanes=1, backend="generic", skid=True):
     """A :class:`~hwconv.compiler.Compiled` for ``qnet`` (already transformed, as in a
     :class:`Space`) with every stage at ``foldings[stage name]``; the input port carries
     ``in_lanes`` values per beat (default: a whole pixel, as :func:`hwconv.compile`)."""
@@ -493,7 +502,7 @@ def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
         s.folding = dict(foldings[s.name])
         s.cost = mapper.stage_cost(s, s.folding)
     mapper.size_fifos(stages, qnet.input_name)
-    plan = mapper.Plan(stages, clock_mhz, backend=backend)
+    plan = mapper.Plan(stages, clock_mhz, backend=backend, skid=skid)
     in_lanes = qnet.input_shape[-1] if in_lanes is None else in_lanes
     return Compiled(model, qnet, plan, in_lanes=in_lanes, out_lanes=out_lanes, top=top)
 
@@ -582,7 +591,7 @@ def _variants(model, calibration, fuse):
 
 
 def build_spaces(models, family, executor, *, progress=True, errors=None,
-                 backend="generic"):
+                 backend="generic", skid=True):
     """Score every stage of every variant (one task per stage); returns the spaces and
     the transformed networks.  A variant with a stage that cannot be scored is left out
     and its error appended to ``errors`` (raised when no variant is left or ``errors``
@@ -592,7 +601,7 @@ def build_spaces(models, family, executor, *, progress=True, errors=None,
         qnet, _ = transforms.pool_before_activate(model.qnet)
         stages = mapper.group_stages(qnet)
         variants.append((label, model, qnet, stages, len(calls)))
-        calls += [(score_stage, (s, family, backend)) for s in stages]
+        calls += [(score_stage, (s, family, backend, skid)) for s in stages]
     scored = gather(executor, calls, "score stage foldings", progress)
     spaces, nets, failures = [], [], []
     for label, model, qnet, stages, first in variants:
@@ -619,7 +628,7 @@ def _chunks(values, n):
 def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
             workers=None, budget=None, fuse=("never", "pays", "always"), rescore=None,
             rescore_limit=None, rescore_dir=None, rescore_options=None, device_limits=True,
-            progress=True, backend="generic"):
+            progress=True, backend="generic", skid=True):
     """Sweep the foldings of ``model`` on ``device``; return the :class:`Exploration`.
 
     Parameters
@@ -638,6 +647,9 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         ``dsp`` / ``bram`` / ``lut`` / ``ff`` limits narrower than the device's.
     backend : str
         Multiplier back end the points are scored (and built) with.
+    skid : bool
+        Register slices with a skid entry (default) or plain registers
+        (:func:`hwconv.compile`'s ``skid``), in the estimates and the built points.
     device_limits : bool
         ``False`` drops the device's own limits (only ``budget`` applies): the front of a
         network too big for the part, scored with the part's family.
@@ -680,7 +692,7 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         t1 = time.perf_counter()
         errors = []
         spaces, nets = build_spaces(models, family, executor, progress=progress,
-                                    errors=errors, backend=backend)
+                                    errors=errors, backend=backend, skid=skid)
         timings["score_stages_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         nworkers = workers or getattr(executor, "_max_workers", None) or 2
@@ -701,7 +713,7 @@ def explore(model, device, *, calibration=None, clock_mhz=None, executor=None,
         points["front"][front_idx] = True
         result = Exploration(dev, clock, limits, front, points,
                              [sp.variant for sp in spaces], timings, spaces, nets, errors,
-                             backend)
+                             backend, skid)
         if rescore is not None:
             t3 = time.perf_counter()
             _rescore(result, rescore, executor, rescore_limit, progress, rescore_dir,

@@ -330,6 +330,10 @@ class Plan:
     report: list = field(default_factory=list)
     #: multiplier back end of every stage (:data:`hwconv.cost.DSP_PORTS`)
     backend: str = "generic"
+    #: register slices with a skid entry (``False``: plain pipeline registers, same
+    #: cycles, fewer flip-flops, ready chains through the pipeline; see
+    #: :class:`hwconv.hw.fifo.RegisterSlice`)
+    skid: bool = True
 
     @property
     def bottleneck(self):
@@ -394,7 +398,7 @@ class Plan:
         last = self.stages[-1]
         return {
             "hwconv_version": __version__, "model": model, "top": top,
-            "clock_mhz": self.clock_mhz, "backend": self.backend,
+            "clock_mhz": self.clock_mhz, "backend": self.backend, "skid": self.skid,
             "input": io(qnet.input_name, qnet.input_shape, in_lanes),
             "output": io(last.output, last.out_shape, out_lanes),
             "transforms": [str(c) for c in self.report],

@@ -198,16 +198,55 @@ def test_platform_files(digits, name, clock, pins, pll):
 
 # -- the pipeline under a board's budget -------------------------------------------------
 
-def test_digits_does_not_fit_the_icebreaker_needed_vs_available(digits, tmp_path):
-    """Its smallest folding (one multiplier per MAC array, limb-serial requantizers) needs
-    about 6,400 of the UP5K's 5,280 logic cells after placement; the estimate, LUT + 0.6
-    FF per cell, refuses it before any tool runs."""
-    with pytest.raises(FitError, match=r"does not fit the iCEBreaker.*logic cells \d+ "
-                                       r"\(the part has 5280\)"):
-        board_build.choose_pipeline(boards.board("icebreaker"), digits)
+def wide_cnn(folder):
+    """8x8x1 -> 3x3 conv 64 -> ReLU -> 3x3 conv 64 -> ReLU -> 2x2 max-pool -> dense 10:
+    37,000 weights, 295 Kbit against the UP5K's 120 Kbit of block RAM.  Saved in
+    ``folder`` as float ONNX with its calibration inputs; returns their paths."""
+    from hwconv.frontends.onnx_export import export_onnx
+    from hwconv.ir import Activation, Conv2D, Dense, Flatten, MaxPool, Network
+    from hwconv.zoo import conv_weight
+
+    rng = np.random.default_rng(3)
+    net = Network((8, 8, 1))
+    x = net.input
+    for k, c_in in enumerate((1, 64)):
+        x = net.add(f"conv{k}", Conv2D(conv_weight(rng, 64, 3, c_in), np.zeros(64),
+                                       padding="same"), x)
+        x = net.add(f"relu{k}", Activation("relu"), x)
+    x = net.add("flat", Flatten(), net.add("pool", MaxPool(2), x))
+    net.add("fc", Dense(rng.normal(0, 0.02, (10, net.shapes[x][0])), np.zeros(10)), x)
+    model, cal = folder / "wide_cnn.onnx", folder / "cal.npy"
+    export_onnx(net, model)
+    np.save(cal, rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32))     # NCHW
+    return model, cal
+
+
+def test_a_model_too_big_for_the_icebreaker_fails_needed_vs_available(tmp_path):
+    """Its smallest folding needs several times the UP5K's 30 block RAMs: refused before
+    any tool runs, each short resource named with what it needs and what the part has;
+    the CLI exits 2 and leaves no output folder."""
+    onnx_path, cal = wide_cnn(tmp_path)
+    model = compiler.load(str(onnx_path), calibration=np.load(cal))
+    with pytest.raises(FitError, match=r"wide_cnn does not fit the iCEBreaker \(iCE40UP5K\)"
+                                       r": its smallest folding .* needs .*BRAM (\d+) "
+                                       r"\(the part has 30\)") as e:
+        board_build.choose_pipeline(boards.board("icebreaker"), model)
+    assert int(re.search(r"BRAM (\d+)", str(e.value)).group(1)) > 60
     out = tmp_path / "out"
-    assert main(["board", "build", "icebreaker", str(DIGITS), "-o", str(out)]) == 2
+    assert main(["board", "build", "icebreaker", str(onnx_path), "--calibration", str(cal),
+                 "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_digits_fits_the_icebreaker_at_its_smallest_folding(digits):
+    """One multiplier per MAC array, limb-serial requantizers with their limb tables in
+    block RAM, plain register slices: about 4,800 of the UP5K's 5,280 logic cells
+    (placed: 4,774), and no more DSP or block RAM than the part has."""
+    board = boards.board("icebreaker")
+    c = board_build.choose_pipeline(board, digits)
+    assert c.plan.skid is False and c.plan.backend == "ice40"
+    assert c.plan.multipliers == 4
+    assert c.plan.fps >= board_build.uart_fps(c.qnet, 115200)
 
 
 def test_board_budget_picks_the_smallest_pipeline_that_keeps_up_with_the_uart(digits):

@@ -163,10 +163,23 @@ def test_frame_loader_refuses_bad_parameters():
 @pytest.mark.cocotb
 @pytest.mark.skipif(not simulator_available("icarus"),
                     reason="Icarus Verilog (iverilog) is not installed")
-def test_board_core_through_the_uart_matches_golden(tmp_path):
+@pytest.mark.parametrize("config", ["generic40", "icebreaker"])
+def test_board_core_through_the_uart_matches_golden(tmp_path, config):
     """Several digits frames, an identify, a frame with a corrupted checksum (rejected,
-    and the next frame still processed), a wrong length and a short frame."""
-    c = compiler.compile(str(DIGITS), max_multipliers=40, clock_mhz=12)
+    and the next frame still processed), a wrong length and a short frame.  Two
+    pipelines: 40 multipliers on the generic back end, and the iCEBreaker's own choice
+    (4 multipliers in SB_MAC16, limb tables in block RAM, plain register slices),
+    simulated with Yosys's iCE40 cell models."""
+    family = None
+    if config == "icebreaker":
+        import boards
+        from boards import build as board_build
+
+        c = board_build.choose_pipeline(boards.board("icebreaker"), str(DIGITS))
+        assert (c.plan.backend, c.plan.skid, c.plan.multipliers) == ("ice40", False, 4)
+        family = "ice40"
+    else:
+        c = compiler.compile(str(DIGITS), max_multipliers=40, clock_mhz=12)
     x = datasets.load("digits").x_test[:4]
     codes = c.model.quantize_input(x)
     fp = protocol.fingerprint(c.qnet)
@@ -184,7 +197,8 @@ def test_board_core_through_the_uart_matches_golden(tmp_path):
                                        protocol.BAD_LENGTH, "63 bytes"),
            board_sim.error_transaction(good2[:-5], protocol.TIMEOUT, "frame 2, cut short"),
            frames[3]]
-    board_sim.write_testbench(tmp_path, core, txs, divisor=div, gap_cycles=2 * timeout)
+    board_sim.write_testbench(tmp_path, core, txs, divisor=div, gap_cycles=2 * timeout,
+                              family=family)
     result = board_sim.run_testbench(tmp_path)
     # the host side decodes what the RTL sent: outputs equal the golden model
     ok = [r for r in result.replies if r.status == protocol.OK and len(r.payload) == 10]

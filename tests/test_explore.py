@@ -113,6 +113,25 @@ def test_front_figures_match_the_stage_estimates(digits):
     assert p.bram >= total.bram
 
 
+def test_plain_register_slices_in_the_estimates():
+    """Every register slice of a stage is in its inventory's ``slice_bits`` (the digits
+    conv at kfold=9: its 3x3 window slice, 73 bits, the requantizer's output slice and
+    the pipeline's, 9 bits each); ``skid=False`` estimates that many LUTs and FFs fewer,
+    and an exploration with it builds plain-slice pipelines."""
+    model = compiler.load(DIGITS)
+    c = compiler.compile(model, max_multipliers=4, backend="ice40")
+    conv = c.plan.stages[0]
+    inv = explore.stage_inventory(conv, conv.folding, "ice40")
+    assert conv.folding["kfold"] == 9 and inv.slice_bits == 73 + 9 + 9
+    skid, plain = (cost.estimate(inv, "ice40", skid=k) for k in (True, False))
+    assert (skid.lut - plain.lut, skid.ff - plain.ff) == (91, 91)
+    assert (skid.dsp, skid.bram) == (plain.dsp, plain.bram)
+    ex = explore.explore(model, "ice40-up5k", workers=1, progress=False, fuse=("never",),
+                         backend="ice40", skid=False)
+    small = max(ex.front, key=lambda p: p.cycles_per_frame)
+    assert ex.compiled(small).plan.skid is False
+
+
 def test_local_processes_and_dask_give_the_same_front(digits):
     distributed = pytest.importorskip("distributed")
     local = explore.explore(DIGITS, "ecp5-85f", workers=2, progress=False)

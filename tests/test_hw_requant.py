@@ -107,6 +107,40 @@ def test_limb_serial_on_every_backend(backend):
                  seed=3)
 
 
+@pytest.mark.parametrize("backend", ["generic", "ice40"])
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+@pytest.mark.parametrize("shift,octave,limbs,kept", [(3, 4, 8, 5), (4, 2, 3, 3),
+                                                      (0, 3, 4, 3)])
+def test_limb_serial_round_point(shift, octave, limbs, kept, rounding, backend):
+    """Ratios ``2**octave`` to ``2**(octave+1)`` with small shifts ``S``, so that the
+    rounding point falls among the product bits a limb-serial unit shifts out of its
+    running sum (``kept`` of them exactly, a sticky bit for those below) or, with
+    ``S = 0``, nothing rounds; the outputs span the whole int8 range and beyond."""
+    rng = np.random.default_rng(shift * 31 + limbs)
+    top = shift + octave
+    mult = rng.integers(1 << top, 1 << (top + 1), 4)
+    rq = Requant(multiplier=mult, shift=np.full(4, shift), rounding=rounding)
+    w = cost.requant_limb_bits(rq, 4, limbs)
+    low, _ = cost.requant_round_point(shift, w, limbs)
+    assert w * (limbs - 1) - low == kept
+    dut = Requantizer(rq, 4, 2, 10, 0, -128, 127, signed(8), backend=backend, limbs=limbs)
+    n = 60
+    acc = rng.integers(-(1 << 9), 1 << 9, (n, 4)) >> (octave + 2)
+    beats = [{"acc": list(acc[p, g * 2:(g + 1) * 2]), "group": g,
+              "last": int(p == n - 1 and g == 1)} for p in range(n) for g in range(2)]
+    exact = acc * mult
+    if shift:       # ties, and values just above and below them, occur
+        rem = exact % (1 << shift)
+        assert {(1 << (shift - 1)) - 1, 1 << (shift - 1), (1 << (shift - 1)) + 1} <= \
+            set(rem.ravel().tolist())
+    expect = np.clip(rq.apply(acc), -128, 127)
+    assert ((expect > -128) & (expect < 127)).mean() > 0.4
+    run = run_streams(dut, {"i": beats}, {"o": len(beats)}, valid_prob=0.7,
+                      ready_prob=0.6, seed=shift)
+    got = np.array([v for v, _ in run.outputs["o"]]).reshape(n, 4)
+    np.testing.assert_array_equal(got, expect)
+
+
 @pytest.mark.parametrize("backend,limbs", [("generic", 1), ("generic", 2), ("generic", 7),
                                            ("ecp5", 1), ("ecp5", 3), ("ice40", 5),
                                            ("xilinx", 2), ("xilinx", 26)])
@@ -144,6 +178,25 @@ def test_requant_limbs_fills_the_gap():
     assert got == {0: 1, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 9: 7, 64: 7}
     # 16 bits in 5 limbs of 4 bits wastes a cycle: 4 limbs do it
     assert cost.requant_limbs(Requant.from_ratio(0.01), 1, 5) == 4
+    # on ice40 (limb table in block RAM) limbs go down to one bit: 9 limbs of 3 bits
+    # behind a kfold=9 array, 26 of 1 bit behind a 128-cycle dense
+    ice = {gap: cost.requant_limbs(rq, 16, gap, "ice40") for gap in (1, 2, 9, 13, 26, 128)}
+    assert ice == {1: 1, 2: 2, 9: 9, 13: 13, 26: 26, 128: 26}
+
+
+def test_limb_table_in_block_ram_on_ice40():
+    """A serial unit with per-channel multipliers keeps its limb table in one block RAM
+    on ice40 (no table LUTs), in logic elsewhere; a parallel one has no table memory."""
+    rq = make_requant(np.random.default_rng(1), 16, octaves=11)
+    mult, _ = cost.requant_multipliers(rq, 16)
+    assert cost.requant_table_block(mult, 1, "ice40", 9)
+    assert not cost.requant_table_block(mult, 1, "ice40", 1)
+    assert not cost.requant_table_block(mult, 1, "generic", 9)
+    assert not cost.requant_table_block([mult[0]] * 16, 1, "ice40", 9)
+    ice = cost.requantizer_inventory(rq, 16, 1, 21, "ice40", limbs=9)
+    assert [(m.width, m.depth, m.rom, m.block) for m in ice.memories] == [(3, 256, True, True)]
+    assert cost.estimate(ice, "ice40").bram == 1
+    assert cost.requantizer_inventory(rq, 16, 1, 21, "generic", limbs=9).memories == ()
 
 
 def test_limb_serial_inventory_is_smaller():

@@ -132,3 +132,23 @@ def test_folding_is_balanced_to_the_bottleneck():
 
 def test_sanitize():
     assert sanitize("conv/1:0") == "conv_1_0" and sanitize("1x") == "n_1x"
+
+
+@pytest.mark.parametrize("make", [residual_net, strided_net])
+def test_plain_register_slices_keep_results_and_cycles(make):
+    """``skid=False`` (plain registers for every register slice, as on the iCEBreaker):
+    bit-exact under stalls, and frame for frame the cycles of the skid design."""
+    rng = np.random.default_rng(11)
+    net = make(rng)
+    cal = rng.normal(size=(8,) + net.input_shape)
+    runs = {}
+    for skid in (True, False):
+        c = compiler.compile(net, calibration=cal, max_multipliers=40, skid=skid)
+        assert c.plan.skid is skid and c.manifest()["skid"] is skid
+        frames = [c.qnet.input_q.quantize(np.random.default_rng(k).normal(
+            size=net.input_shape)) for k in range(4)]
+        want = golden.run(c.qnet, np.stack(frames))
+        got, _ = simulate(c, frames, valid_prob=0.7, ready_prob=0.6, seed=5)
+        np.testing.assert_array_equal(got, want)
+        _, runs[skid] = simulate(c, frames)
+    assert runs[False].out_cycles["o"] == runs[True].out_cycles["o"]

@@ -101,6 +101,9 @@ class Conv2D(StageFigures, wiring.Component):
     backend : str
         Multiplier back end: ``generic``, ``ecp5``, ``ice40`` or ``xilinx``
         (:mod:`hwconv.hw.dsp`).
+    skid : bool
+        Register slices with a skid entry (default), or plain pipeline registers
+        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
 
     Attributes
     ----------
@@ -118,7 +121,7 @@ class Conv2D(StageFigures, wiring.Component):
     """
 
     def __init__(self, op, in_shape, *, pe=1, simd=1, kfold=1, act=None, levels_per_stage=1,
-                 backend="generic"):
+                 backend="generic", skid=True):
         if not isinstance(op, QConv2D):
             raise HwconvError(f"Conv2D: op must be a QConv2D, not {type(op).__name__}")
         self._cost = cost.conv2d(op, in_shape, pe=pe, simd=simd, kfold=kfold,
@@ -128,6 +131,7 @@ class Conv2D(StageFigures, wiring.Component):
         self._op, self._in_shape = op, tuple(in_shape)
         self._pe, self._simd, self._kfold = pe, simd, kfold
         self._lps, self._backend = levels_per_stage, backend
+        self._skid = skid
         w = op.weight
         self._bias = op.bias - op.in_q.zero_point * w.reshape(w.shape[0], -1).sum(axis=1)
         xb = value_bound(elem_shape(op.in_q.dtype))
@@ -173,7 +177,7 @@ class Conv2D(StageFigures, wiring.Component):
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):
-                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature)
+                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature, skid=self._skid)
                 wiring.connect(m, lb.o, ws.i)
                 src = ws.o
         else:
@@ -183,8 +187,8 @@ class Conv2D(StageFigures, wiring.Component):
                      mac.i.payload.as_value().eq(src.payload.as_value())]
         m.submodules.requant = rq = Requantizer(
             op.requant, o, pe, self.acc_bits, op.out_q.zero_point, self._lo, self._hi,
-            self._out_elem, backend=self._backend,
-            limbs=cost.requant_limbs(op.requant, o, self._kfold))
+            self._out_elem, backend=self._backend, skid=self._skid,
+            limbs=cost.requant_limbs(op.requant, o, self._kfold, self._backend))
         wiring.connect(m, mac.o, rq.i)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

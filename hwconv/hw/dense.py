@@ -115,6 +115,9 @@ class Dense(StageFigures, wiring.Component):
         Adder-tree levels between pipeline registers (0: combinational tree).
     backend : str
         Multiplier back end (:mod:`hwconv.hw.dsp`).
+    skid : bool
+        Register slices with a skid entry (default), or plain pipeline registers
+        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
 
     Attributes
     ----------
@@ -136,7 +139,7 @@ class Dense(StageFigures, wiring.Component):
     """
 
     def __init__(self, op, in_shape, *, pe=1, simd=1, input_order=None, levels_per_stage=1,
-                 backend="generic"):
+                 backend="generic", skid=True):
         if not isinstance(op, QDense):
             raise HwconvError(f"Dense: op must be a QDense, not {type(op).__name__}")
         self._cost = cost.dense(op, in_shape, pe, simd, levels_per_stage=levels_per_stage,
@@ -153,6 +156,7 @@ class Dense(StageFigures, wiring.Component):
         self._o, self._n, self._pe, self._simd = o, n, pe, simd
         self._ni, self._no = n // simd, o // pe
         self._levels_per_stage, self._backend = levels_per_stage, backend
+        self._skid = skid
         # Stream position k multiplies column order[k]; the input zero point folds into
         # the bias: sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w)).
         self._weight = op.weight[:, order]
@@ -184,7 +188,7 @@ class Dense(StageFigures, wiring.Component):
         m = Module()
         # Input register slice: the ready this unit gives upstream comes from a flip-flop,
         # so stall chains end here.
-        m.submodules.in_slice = src = RegisterSlice(self.i.signature.flip())
+        m.submodules.in_slice = src = RegisterSlice(self.i.signature.flip(), skid=self._skid)
         wiring.connect(m, wiring.flipped(self.i), src.i)
         src = src.o
         op = self._op
@@ -193,8 +197,8 @@ class Dense(StageFigures, wiring.Component):
 
         m.submodules.requant = rq = Requantizer(
             op.requant, self._o, pe, self.acc_bits, op.out_q.zero_point, op.out_q.qmin,
-            op.out_q.qmax, self._out_elem, backend=self._backend,
-            limbs=cost.requant_limbs(op.requant, self._o, ni))
+            op.out_q.qmax, self._out_elem, backend=self._backend, skid=self._skid,
+            limbs=cost.requant_limbs(op.requant, self._o, ni, self._backend))
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
         # Global-stall pipeline: every register advances when the accumulator output is

@@ -93,6 +93,9 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         Adder-tree pipelining of both MAC arrays (see :class:`~hwconv.hw.conv.Conv2D`).
     backend : str
         Multiplier back end (:mod:`hwconv.hw.dsp`).
+    skid : bool
+        Register slices with a skid entry (default), or plain pipeline registers
+        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
 
     Attributes
     ----------
@@ -107,7 +110,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
     """
 
     def __init__(self, dw, dw_act, pw, pw_act, in_shape, *, dw_simd=1, pw_simd=1, pw_pe=1,
-                 dw_kfold=1, pw_kfold=1, levels_per_stage=1, backend="generic"):
+                 dw_kfold=1, pw_kfold=1, levels_per_stage=1, backend="generic",
+                 skid=True):
         self._cost = cost.depthwise_pointwise(
             dw, dw_act, pw, pw_act, in_shape, dw_simd=dw_simd, pw_simd=pw_simd, pw_pe=pw_pe,
             dw_kfold=dw_kfold, pw_kfold=pw_kfold, levels_per_stage=levels_per_stage,
@@ -122,6 +126,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         self._dw_simd, self._pw_simd, self._pw_pe = dw_simd, pw_simd, pw_pe
         self._dw_kfold, self._pw_kfold = dw_kfold, pw_kfold
         self._lps, self._backend = levels_per_stage, backend
+        self._skid = skid
         self._mid_q = dw_act.out_q if dw_act is not None else dw.out_q
         out_q = pw_act.out_q if pw_act is not None else pw.out_q
         super().__init__({
@@ -169,7 +174,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):
-                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature)
+                m.submodules.window_slice = ws = RegisterSlice(lb.o.signature, skid=self._skid)
                 wiring.connect(m, lb.o, ws.i)
                 src = ws.o
         else:
@@ -179,7 +184,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         mid_elem = elem_shape(dw.out_q.dtype)
         m.submodules.dw_requant = drq = Requantizer(
             dw.requant, cm, dlanes, dw_acc, dw.out_q.zero_point, *self._dw_clamp, mid_elem,
-            backend=self._backend, limbs=cost.requant_limbs(dw.requant, cm, self._dw_kfold))
+            backend=self._backend, skid=self._skid,
+            limbs=cost.requant_limbs(dw.requant, cm, self._dw_kfold, self._backend))
         wiring.connect(m, dmac.o, drq.i)
         mid = self._activation(m, "dw_act", self._dw_act, drq.o, dlanes)
         if psimd != dlanes:
@@ -191,7 +197,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
         # A register slice ends the stall chain from the pointwise array (through the
         # lane converter) into the depthwise half; its second entry lets the converter
         # gather the next beat while the array folds this one.
-        m.submodules.pw_slice = pw_slice = RegisterSlice(mid.signature)
+        m.submodules.pw_slice = pw_slice = RegisterSlice(mid.signature, skid=self._skid)
         wiring.connect(m, mid, pw_slice.i)
         mid = pw_slice.o
 
@@ -207,8 +213,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
                      pmac.i.payload.as_value().eq(mid.payload.as_value())]
         m.submodules.pw_requant = prq = Requantizer(
             pw.requant, o, ppe, pw_acc, pw.out_q.zero_point, *self._pw_clamp,
-            elem_shape(pw.out_q.dtype), backend=self._backend,
-            limbs=cost.requant_limbs(pw.requant, o, self._pw_kfold))
+            elem_shape(pw.out_q.dtype), backend=self._backend, skid=self._skid,
+            limbs=cost.requant_limbs(pw.requant, o, self._pw_kfold, self._backend))
         wiring.connect(m, pmac.o, prq.i)
         out = self._activation(m, "pw_act", self._pw_act, prq.o, ppe)
         wiring.connect(m, out, wiring.flipped(self.o))

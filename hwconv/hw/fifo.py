@@ -59,16 +59,31 @@ class RegisterSlice(wiring.Component):
     clock independent of the pipeline's length.  Full throughput; one cycle of latency
     (:data:`hwconv.cost.SLICE_LATENCY`).
 
+    With ``skid=False`` it is a plain pipeline register: the same latency and
+    throughput, half the flip-flops and no output multiplexer, but ``i.ready`` follows
+    ``o.ready`` combinationally (``~o.valid | o.ready``), so the ready chains run through
+    it.  For slow clocks on small parts (a design's ``skid`` option, see
+    :class:`hwconv.mapper.Plan`), where flip-flops cost logic cells and the chains are
+    harmless.
+
     Parameters
     ----------
     signature : stream.Signature
+    skid : bool
     """
 
-    def __init__(self, signature):
+    def __init__(self, signature, *, skid=True):
+        self._skid = bool(skid)
         super().__init__({"i": In(signature), "o": Out(signature)})
 
     def elaborate(self, platform):
         m = Module()
+        if not self._skid:
+            m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+            with m.If(self.i.ready):
+                m.d.sync += [self.o.payload.eq(self.i.payload),
+                             self.o.valid.eq(self.i.valid)]
+            return m
         skid = Signal.like(self.i.payload, name="skid")
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)

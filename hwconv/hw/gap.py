@@ -53,14 +53,16 @@ class GlobalAvgPool(StageFigures, wiring.Component):
     acc_bits : int
     backend : str
         Multiplier back end of the requantizer (:mod:`hwconv.hw.dsp`).
+    skid : bool
+        The requantizer's output register slice with a skid entry, or a plain register.
     """
 
-    def __init__(self, op, in_shape, *, lanes=1, backend="generic"):
+    def __init__(self, op, in_shape, *, lanes=1, backend="generic", skid=True):
         if not isinstance(op, QGlobalAvgPool):
             raise HwconvError(f"GlobalAvgPool: op must be a QGlobalAvgPool, "
                               f"not {type(op).__name__}")
         self._cost = cost.global_avg_pool(op, in_shape, lanes, backend=backend)
-        self._backend = backend
+        self._backend, self._skid = backend, skid
         in_shape = tuple(int(d) for d in in_shape)
         h, w, c = in_shape
         self._op, self._in_shape, self._lanes = op, in_shape, lanes
@@ -91,7 +93,8 @@ class GlobalAvgPool(StageFigures, wiring.Component):
 
         m.submodules.requant = rq = Requantizer(
             op.requant, self._in_shape[2], lanes, acc_bits, op.out_q.zero_point,
-            op.out_q.qmin, op.out_q.qmax, self._out_elem, backend=self._backend)
+            op.out_q.qmin, op.out_q.qmax, self._out_elem, backend=self._backend,
+            skid=self._skid)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
         en = Signal()

@@ -34,21 +34,23 @@ def sanitize(name):
     return s
 
 
-def make_stage(spec, backend="generic"):
+def make_stage(spec, backend="generic", skid=True):
     """The Amaranth stage for a :class:`~hwconv.mapper.StageSpec`, its multiplies built
-    by ``backend`` (:mod:`hwconv.hw.dsp`)."""
+    by ``backend`` (:mod:`hwconv.hw.dsp`), its register slices with a skid entry or
+    not (``skid``, :class:`~hwconv.hw.fifo.RegisterSlice`)."""
     f, ops = spec.folding, spec.ops
     if spec.kind == "conv":
-        return Conv2D(ops["conv"], spec.in_shape, act=ops["act"], backend=backend, **f)
+        return Conv2D(ops["conv"], spec.in_shape, act=ops["act"], backend=backend,
+                      skid=skid, **f)
     if spec.kind == "dwpw":
         return DepthwisePointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
-                                  spec.in_shape, backend=backend, **f)
+                                  spec.in_shape, backend=backend, skid=skid, **f)
     if spec.kind == "pool_activate":
         return PoolActivate(ops["pool"], ops["act"], spec.in_shape, dtype=ops["dtype"], **f)
     if spec.kind == "dense":
-        return Dense(ops["dense"], spec.in_shape, backend=backend, **f)
+        return Dense(ops["dense"], spec.in_shape, backend=backend, skid=skid, **f)
     if spec.kind == "gap":
-        return GlobalAvgPool(ops["gap"], spec.in_shape, backend=backend, **f)
+        return GlobalAvgPool(ops["gap"], spec.in_shape, backend=backend, skid=skid, **f)
     if spec.kind == "add":
         return Add(ops["add"], spec.in_shape, **f)
     raise ValueError(f"unknown stage kind {spec.kind!r}")
@@ -72,7 +74,8 @@ class Pipeline(wiring.Component):
         self._plan = plan
         self._qparams = qparams
         self._input = input_name
-        self._stages = {s.name: make_stage(s, plan.backend) for s in plan.stages}
+        self._stages = {s.name: make_stage(s, plan.backend, plan.skid)
+                        for s in plan.stages}
         last = plan.stages[-1]
         self._in_lanes, self._out_lanes = in_lanes, out_lanes
         self._in_elem = elem_shape(qparams[input_name].dtype)
@@ -134,7 +137,7 @@ class Pipeline(wiring.Component):
                 wiring.connect(m, take(s.inputs[1], s.in_lanes, s.name), stage.b)
             else:
                 wiring.connect(m, take(s.inputs[0], s.in_lanes, s.name, s.in_fifo), stage.i)
-            out = RegisterSlice(stage.o.signature)
+            out = RegisterSlice(stage.o.signature, skid=plan.skid)
             m.submodules[f"slice_{sanitize(s.name)}"] = out
             wiring.connect(m, stage.o, out.i)
             publish(s.output, out.o, s.out_lanes, s.out_shape[-1])

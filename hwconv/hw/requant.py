@@ -9,9 +9,10 @@ advances when the output is free or accepted, so backpressure never loses a beat
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import cost
@@ -63,6 +64,11 @@ def _table(values, shape, *index):
     return sel
 
 
+def _any(bits):
+    """OR of ``bits`` (0 for none)."""
+    return Cat(*bits).any() if bits else Const(0, 1)
+
+
 def _flags(m, name, **fields):
     """One-bit control ``fields`` as a struct signal (for :func:`~hwconv.hw.dsp.delay`)."""
     sig = Signal(data.StructLayout({k: 1 for k in fields}), name=name)
@@ -88,16 +94,22 @@ class Requantizer(wiring.Component):
 
     Limb-serial mode (``limbs = L > 1``), for a producer that delivers a beat at most
     every ``L`` cycles: the folded multipliers (``Wm`` bits) are split into ``L`` limbs
-    of ``w = ceil(Wm / L)`` bits, most significant first, in a table indexed by channel
-    group and limb.  A beat is taken into a held register (accumulators, group, last)
-    when the unit is idle or issues the previous beat's last limb, so ``i.ready`` is high
-    one cycle in ``L`` at least and a producer spaced ``L`` or more cycles never stalls.
-    From the held register one ``acc x limb`` product per lane and cycle (an
-    ``acc_bits x w`` multiplier instead of ``acc_bits x Wm``) enters a Horner
-    accumulator, ``P = (P << w) + product`` (``P = product`` for the first limb); after
-    the last limb ``P == acc * M_c`` exactly and takes the parallel path's round, clamp,
-    zero point and register slice.  Throughput one beat per ``L`` cycles; latency
-    ``L + 1`` edges more than the parallel unit's (:func:`hwconv.cost.requant_latency`).
+    of ``w = ceil(Wm / L)`` bits, least significant first, in a table indexed by channel
+    group and limb (:func:`hwconv.cost.requant_table_block`: block RAM on ``ice40``,
+    otherwise logic), read one cycle ahead into a register.  A beat is taken into a held
+    register (accumulators, group, last) when the unit is idle or issues the previous
+    beat's last limb, so ``i.ready`` is high one cycle in ``L`` at least and a producer
+    spaced ``L`` or more cycles never stalls.  From the held register one ``acc x limb``
+    product per lane and cycle (an ``acc_bits x w`` multiplier instead of
+    ``acc_bits x Wm``) enters a running sum ``R = (R >> w) + product`` (``R = product``
+    for the first limb), ``acc_bits + w + 1`` bits wide: after limb ``j``, ``R`` is
+    ``P >> (w*j)`` of the partial product ``P``, and the ``w`` bits each step shifts out
+    are final bits of ``P``.  Those from ``low`` up are kept, those below only in a
+    sticky bit (:func:`hwconv.cost.requant_round_point`), so after the last limb
+    ``2 * (acc * M_c >> low) + sticky`` takes the parallel path's round (by
+    ``S - low + 1``: the same result, ties included), clamp, zero point and register
+    slice.  Throughput one beat per ``L`` cycles; latency ``L + 1`` edges more than the
+    parallel unit's (:func:`hwconv.cost.requant_latency`).
 
     Parameters
     ----------
@@ -119,6 +131,9 @@ class Requantizer(wiring.Component):
     limbs : int
         Limbs per multiplier, 1 (one full product per beat) to ``Wm``
         (:func:`hwconv.cost.requant_limbs` chooses it from the producer's beat spacing).
+    skid : bool
+        Output register slice with a skid entry, or a plain pipeline register
+        (:class:`~hwconv.hw.fifo.RegisterSlice`).
 
     Attributes
     ----------
@@ -131,7 +146,7 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, requant, channels, lanes, acc_bits, zero_point, lo, hi, out_shape,
-                 *, backend="generic", limbs=1):
+                 *, backend="generic", limbs=1, skid=True):
         if lanes < 1 or channels % lanes:
             raise HwconvError(f"Requantizer: lanes={lanes} must divide {channels} channels")
         n = requant.multiplier.size
@@ -143,6 +158,8 @@ class Requantizer(wiring.Component):
         self._limb_bits = cost.requant_limb_bits(requant, channels, limbs)
         self._limbs = int(limbs)
         self._mult_shape = unsigned(max(1, max(self._mult).bit_length()))
+        self._design_backend = backend
+        self._skid = skid
         self._backend = dsp.backend(cost.requant_backend(backend))
         self._mul_latency = dsp.multiply_latency(self._backend, signed(acc_bits),
                                                  unsigned(self._limb_bits))
@@ -174,15 +191,17 @@ class Requantizer(wiring.Component):
         m = Module()
         # Output register slice: the stall of every register here comes from its
         # flip-flops, so the chain of readies from the consumer ends at this unit.
-        m.submodules.out_slice = out = RegisterSlice(self.o.signature)
+        m.submodules.out_slice = out = RegisterSlice(self.o.signature, skid=self._skid)
         wiring.connect(m, out.o, wiring.flipped(self.o))
         dst = out.i
         en = Signal()
         m.d.comb += en.eq(~dst.valid | dst.ready)
         if self._limbs == 1:
             prods, ctrl = self._parallel(m, en)
+            s = self._shift
         else:
             prods, ctrl = self._serial(m, en)
+            s = self._round_point()[1]
 
         # every product is valid with `ctrl`, mul_latency + (L > 1: L + 1) edges after
         # its beat's transfer; pad to `room` after rounding, where the value is narrow
@@ -190,7 +209,6 @@ class Requantizer(wiring.Component):
         c = dsp.delay(m, en, ctrl, 1 + room - self._mul_latency + 1, "ctrl")
         with m.If(en):
             m.d.sync += [dst.valid.eq(c.valid), dst.payload.last.eq(c.last)]
-        s = self._shift
         lo, hi = self._lo - self._zp, self._hi - self._zp
         for lane, prod in enumerate(prods):
             scaled = Signal(signed(max(1, len(prod) - s + 1)), name=f"scaled{lane}")
@@ -216,39 +234,95 @@ class Requantizer(wiring.Component):
         c0 = _flags(m, "c0", valid=src.valid, last=src.payload.last)
         return prods, dsp.delay(m, en, c0, self._mul_latency, "c0")
 
+    def _round_point(self):
+        """``(low, shift)`` of the limb-serial path: the product ``P``'s bits from ``low``
+        up are kept exactly, those below only as a sticky bit under them, and the
+        value ``2 * (P >> low) + sticky`` rounds by ``shift`` to the same result as
+        ``P`` by the common shift ``S`` (``S - low >= 1``: every tie and every
+        half-way comparison sees the same side).  With ``S = 0`` nothing rounds."""
+        return cost.requant_round_point(self._shift, self._limb_bits, self._limbs)
+
     def _serial(self, m, en):
-        """One limb product per lane and cycle into Horner accumulators: the
-        accumulators, and valid/last of their final sums."""
+        """One limb product per lane and cycle, least significant limb first, into a
+        running sum: the values to round (see :meth:`_round_point`), and valid/last of
+        their final sums."""
         src, lanes, n, w = self.i, self._lanes, self._limbs, self._limb_bits
         held = Signal.like(src.payload, name="held")
         busy = Signal()
         k = Signal(range(n), name="limb")
         final = Signal()
+        take = Signal()
         m.d.comb += [final.eq(busy & (k == n - 1)),
-                     src.ready.eq(en & (~busy | final))]
+                     src.ready.eq(en & (~busy | final)),
+                     take.eq(src.valid & src.ready)]
         with m.If(en):
-            with m.If(src.valid & src.ready):
+            with m.If(take):
                 m.d.sync += [held.eq(src.payload), busy.eq(1), k.eq(0)]
             with m.Elif(final):
                 m.d.sync += [busy.eq(0), k.eq(0)]
             with m.Elif(busy):
                 m.d.sync += k.eq(k + 1)
 
-        c0 = _flags(m, "c0", valid=busy, first=k == 0, final=final, last=held.last)
-        c = dsp.delay(m, en, c0, self._mul_latency, "c0")
+        # The limb table is read one cycle ahead: the address of the limb multiplied
+        # next cycle (limb 0 of a beat taken now, else the held beat's next limb), so
+        # its registered output (a block RAM's read register) meets the held beat.
+        kb = max(1, (n - 1).bit_length())
+        nk, ng = Signal(kb, name="next_limb"), Signal.like(src.payload.group, name="next_g")
+        m.d.comb += [nk.eq(Mux(take, 0, k + 1)),
+                     ng.eq(Mux(take, src.payload.group, held.group))]
         mask = (1 << w) - 1
-        prods = []
+        # rows: channel groups, columns: limbs, least significant first
+        tables = [[[(mc >> (w * j)) & mask for j in range(n)] for mc in self._mult[lane::lanes]]
+                  for lane in range(lanes)]
+        limbs = Signal(data.ArrayLayout(unsigned(w), lanes), name="limbs")
+        if cost.requant_table_block(self._mult, lanes, self._design_backend, n):
+            words = [sum(tables[lane][g][j] << (w * lane) for lane in range(lanes))
+                     if j < n else 0
+                     for g in range(self._groups) for j in range(1 << kb)]
+            m.submodules.limb_table = mem = Memory(
+                shape=unsigned(w * lanes), depth=len(words), init=words,
+                attrs={"ram_style": "block"})
+            rd = mem.read_port()
+            m.d.comb += [rd.addr.eq(Cat(nk, ng)), rd.en.eq(en),
+                         limbs.as_value().eq(rd.data)]
+        else:
+            for lane, rows in enumerate(tables):
+                sel = (_table(rows[0], unsigned(w), nk)
+                       if all(r == rows[0] for r in rows)
+                       else _table(rows, unsigned(w), ng, nk))
+                with m.If(en):
+                    m.d.sync += limbs[lane].eq(sel)
+
+        ctrl = Signal(data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
+                                         "k": unsigned(kb)}), name="c0")
+        m.d.comb += [ctrl.valid.eq(busy), ctrl.first.eq(k == 0), ctrl.final.eq(final),
+                     ctrl.last.eq(held.last), ctrl.k.eq(k)]
+        c = dsp.delay(m, en, ctrl, self._mul_latency, "c0")
+        step = en & c.valid
+        low, _ = self._round_point()
+        top = w * (n - 1)           # P's bits below `top` leave the running sum
+        values = []
         for lane in range(lanes):
-            # rows: channel groups, columns: limbs, most significant first
-            rows = [[(mc >> (w * (n - 1 - j))) & mask for j in range(n)]
-                    for mc in self._mult[lane::lanes]]
-            limb = (_table(rows[0], unsigned(w), k) if all(r == rows[0] for r in rows)
-                    else _table(rows, unsigned(w), held.group, k))
-            prod = dsp.multiply(m, held.acc[lane], limb, en, self._backend, f"mul{lane}")
-            acc = Signal(signed(self._acc_bits + self._mult_shape.width + 1),
-                         name=f"horner{lane}")
-            with m.If(en & c.valid):
-                m.d.sync += acc.eq(Mux(c.first, 0, acc << w) + prod)
-            prods.append(acc)
-        done = _flags(m, "horner", valid=c.valid & c.final, last=c.last)
-        return prods, dsp.delay(m, en, done, 1, "horner")
+            prod = dsp.multiply(m, held.acc[lane], limbs[lane], en, self._backend,
+                                f"mul{lane}")
+            # R = P >> w*j after limb j; the w bits a step shifts out are P's bits
+            # w*(j-1) ... w*j - 1, final: those from `low` up are kept, those below
+            # only as a sticky bit (all the rounding needs of them).
+            run = Signal(signed(self._acc_bits + w + 1), name=f"run{lane}")
+            with m.If(step):
+                m.d.sync += run.eq(Mux(c.first, 0, run >> w) + prod)
+            kept = Signal(max(0, top - low), name=f"kept{lane}")
+            for p in range(low, top):
+                with m.If(step & (c.k == p // w + 1)):
+                    m.d.sync += kept[p - low].eq(run[p % w])
+            parts = [kept, run]
+            if self._shift:
+                sticky = Signal(name=f"sticky{lane}")
+                # bit i of a step j >= 1 is P's bit w*(j-1) + i: below `low` for j <= J_i
+                below = [run[i] & (c.k <= -(-(low - i) // w)) for i in range(min(w, low))]
+                with m.If(step):
+                    m.d.sync += sticky.eq(Mux(c.first, 0, sticky | _any(below)))
+                parts.insert(0, sticky)
+            values.append(Cat(*parts).as_signed())
+        done = _flags(m, "summed", valid=c.valid & c.final, last=c.last)
+        return values, dsp.delay(m, en, done, 1, "summed")
