@@ -13,6 +13,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +47,18 @@ def _frames(compiled, x, n_frames, seed):
         return compiled.model.quantize_input(x)
     rng = np.random.default_rng(seed)
     return rng.integers(q.qmin, q.qmax + 1, (n_frames,) + compiled.qnet.input_shape)
+
+
+def _sim_timeout(compiled, n_frames, valid_prob, ready_prob):
+    """Cycles a test bench of ``n_frames`` frames waits before it calls the design stuck:
+    twice what the plan predicts (its frames at ``cycles_per_frame``, one more for the
+    pipeline's latency) at the traffic's slowest rate, plus the beats' own allowance."""
+    plan = compiled.plan
+    rate = max(min(valid_prob, ready_prob), 0.01)
+    beats = n_frames * (math.prod(compiled.qnet.input_shape) // compiled.in_lanes
+                        + math.prod(compiled.qnet.output_shape) // compiled.out_lanes)
+    return int(2 * ((n_frames + 1) * plan.cycles_per_frame + plan.latency) / rate
+               + 20 * beats + 1000)
 
 
 def _words(frames, dtype, lanes):
@@ -105,7 +119,9 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
         write_testbench(d / "tb", [d / f for f in sources] + cells, compiled.top,
                         {s_axis: _words(frames, qin.dtype, li)},
                         {m_axis: _words(expected, qout.dtype, lo)},
-                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, **bench)
+                        valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
+                        timeout_cycles=_sim_timeout(compiled, len(frames), valid_prob,
+                                                   ready_prob), **bench)
         for f in hex_files:         # $readmemh reads from the simulator's folder
             shutil.copyfile(d / f, d / "tb" / f)
     out = Path(out_dir)
@@ -243,13 +259,15 @@ def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator
     write_testbench(folder, [netlist, models], compiled.top,
                     {s_axis: _words(frames, qin.dtype, li)},
                     {m_axis: _words(expected, qout.dtype, lo)},
-                    valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, **bench)
+                    valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
+                    timeout_cycles=_sim_timeout(compiled, len(frames), valid_prob,
+                                               ready_prob), **bench)
     return run_testbench(folder, simulator=simulator)
 
 
 def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit=None,
             dask=None, workers=None, clock_mhz=None, budget=None, calibration=None,
-            device_limits=True, progress=True, backend="generic"):
+            device_limits=True, progress=True, backend="generic", skid=True):
     """Sweep the foldings of ``model`` on ``device``: the Pareto front of throughput vs
     DSP blocks, block RAM and LUTs (see :mod:`hwconv.explore`).
 
@@ -268,6 +286,8 @@ def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit
     device_limits : bool
         ``False``: ignore the part's own limits (a network too big for it still gets a
         front, scored with its family's rules).
+    backend, skid
+        Multiplier back end and register slices, as :func:`hwconv.compile` takes them.
 
     Returns
     -------
@@ -291,7 +311,8 @@ def explore(model, device, out_dir=None, *, synth=False, fmax=False, synth_limit
             workers=workers, budget=budget, rescore=synth_point if synth else None,
             rescore_limit=synth_limit, progress=progress,
             rescore_dir=Path(out_dir) / "synth" if (synth and out_dir) else None,
-            rescore_options={"fmax": fmax}, device_limits=device_limits, backend=backend)
+            rescore_options={"fmax": fmax}, device_limits=device_limits, backend=backend,
+            skid=skid)
     finally:
         if executor is not None:
             executor.shutdown(wait=True)

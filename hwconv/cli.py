@@ -125,7 +125,8 @@ def _compile(model, args, calibration):
         bar.step()
         compiled = compiler.compile(loaded, clock_mhz=args.clock, fps=args.fps,
                                     max_multipliers=args.max_multipliers,
-                                    backend=getattr(args, "backend", "generic"))
+                                    backend=getattr(args, "backend", "generic"),
+                                    skid=not getattr(args, "no_skid", False))
         bar.step()
     for change in compiled.plan.report:
         print(f"  {change}")
@@ -273,7 +274,8 @@ def cmd_explore(args):
                          fmax=args.fmax, synth_limit=args.synth_limit, dask=args.dask,
                          workers=args.workers, clock_mhz=args.clock, budget=budget,
                          calibration=_calibration(args, False),
-                         device_limits=not args.no_device_limits, backend=args.backend)
+                         device_limits=not args.no_device_limits, backend=args.backend,
+                         skid=not args.no_skid)
     if args.json:
         print(json.dumps(json.loads((__import__("pathlib").Path(args.output)
                                      / "pareto.json").read_text()), indent=2))
@@ -291,6 +293,10 @@ def _backend_option(p):
                    help="multiplier back end: generic (behavioural, any tool; default), "
                         "ecp5 (MULT18X18D), ice40 (SB_MAC16), xilinx (DSP48E1), each "
                         "with its registers")
+    p.add_argument("--no-skid", action="store_true",
+                   help="register slices as plain pipeline registers: the same cycles, "
+                        "about a LUT and a flip-flop less per payload bit, but ready "
+                        "chains through the whole pipeline (slow clocks, small parts)")
 
 
 def _add_explore_command(sub):

@@ -796,7 +796,7 @@ def _rescore(result, rescore, executor, limit, progress, base, options):
         model, qnet = result.models[k]
         job = {"model": model, "qnet": qnet, "foldings": p.foldings,
                "device": result.device.name, "clock_mhz": result.clock_mhz,
-               "backend": result.backend, "point": p.id, **options}
+               "backend": result.backend, "skid": result.skid, "point": p.id, **options}
         if base is not None:
             job["workdir"] = str(Path(base) / f"point{p.id:02d}")
         calls.append((rescore, (job,)))

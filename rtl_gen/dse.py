@@ -55,7 +55,8 @@ def synth_point(job):
     dev = lookup_device(job["device"])
     compiled = compile_point(job["model"], job["qnet"], job["foldings"],
                              clock_mhz=job["clock_mhz"],
-                             backend=job.get("backend", "generic"))
+                             backend=job.get("backend", "generic"),
+                             skid=job.get("skid", True))
     work = Path(job.get("workdir") or tempfile.mkdtemp(prefix="hwconv-dse-"))
     sources = emit_pipeline(compiled, work)
     rep = synthesize(sources, compiled.top, dev.name, work)

@@ -142,6 +142,23 @@ def test_cli_sim_and_golden_write_identical_outputs(tmp_path, digits):
     np.testing.assert_array_equal(s, g)
 
 
+@needs_icarus
+def test_cli_sim_of_the_icebreaker_folding(tmp_path, digits):
+    """``hwconv sim`` on the smallest folding (4 multipliers, 9,216 cycles/frame) with
+    the ice40 back end and plain register slices, its output stalled half the time:
+    bit-exact with golden, and its test bench waits as long as the plan says frames take
+    (it gave up after 20 cycles per beat before)."""
+    _, split = digits
+    np.save(tmp_path / "in.npy", split.x_test[:3])
+    assert main(["golden", str(DIGITS), "--input", str(tmp_path / "in.npy"),
+                 "--output", str(tmp_path / "golden.npy")]) == 0
+    assert main(["sim", str(DIGITS), "--backend", "ice40", "--no-skid",
+                 "--max-multipliers", "4", "--ready-prob", "0.5", "--input",
+                 str(tmp_path / "in.npy"), "--output", str(tmp_path / "sim.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "sim.npy"),
+                                  np.load(tmp_path / "golden.npy"))
+
+
 def test_build_is_deterministic_and_standalone(tmp_path, digits):
     c, split = digits
     a = api.build(c, tmp_path / "a", inputs=split.x_test[:2])
