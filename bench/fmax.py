@@ -1,11 +1,13 @@
 """Post-route Fmax (nextpnr, median of three seeds) of the digits pipeline and of
 Conv2D stages, on ECP5 (LFE5U-85F-6, CABGA381) and iCE40 (UP5K, SG48), per multiplier
 back end (:mod:`hwconv.hw.dsp`): on ECP5 the ``ecp5`` back end (registered MULT18X18D)
-and ``generic`` beside it; on iCE40 ``generic`` (the UP5K's eight SB_MAC16 cannot hold
-one 3x3 kernel plus its requantizer: ``--backends ice40`` tries anyway).
+and ``generic`` beside it; on iCE40 ``ice40`` (SB_MAC16, requantizers in fabric with
+their limb tables in block RAM; the conv stages then fold their kernel, kfold=9, into
+one SB_MAC16) and ``generic`` beside it.
 
 * digits on ECP5: the fastest design point ``hwconv explore`` finds within the part;
-  digits on iCE40: the point with the fewest LUTs (the UP5K has 5280).
+  digits on iCE40: the point with the fewest LUTs (the UP5K has 5280), register slices
+  with their skid entries (the iCEBreaker board build uses plain ones at 12 MHz).
 * conv stages (3x3, "same", 16-bit requantization multipliers, folded to pe=simd=1 so
   all three fit the UP5K), one value per AXI4-Stream beat in and out (lane converters
   around the stage, so the ports fit the SG48's IOs): small 8x8x2->2, medium
@@ -43,7 +45,7 @@ from rtl_gen.synth import place_and_route, synthesize
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
 TARGET = {"ecp5-85f": 150.0, "ice40-up5k": 60.0}
 #: each device's own multiplier back end (reported beside the generic one)
-BACKENDS = {"ecp5-85f": ["ecp5", "generic"], "ice40-up5k": ["generic"]}
+BACKENDS = {"ecp5-85f": ["ecp5", "generic"], "ice40-up5k": ["ice40", "generic"]}
 CONVS = {"small": ((8, 8, 2), 2, {"pe": 1, "simd": 1}),
          "medium": ((16, 16, 8), 8, {"pe": 1, "simd": 1}),
          "large": ((32, 32, 16), 16, {"pe": 1, "simd": 1}),
@@ -66,6 +68,8 @@ def digits_point(device, backend):
 
 def conv_compiled(size, device, backend):
     shape, out_ch, folding = CONVS[size]
+    if backend == "ice40":          # 9 products would need 9 of the UP5K's 8 SB_MAC16
+        folding = {**folding, "kfold": 9}
     rng = np.random.default_rng(1)
     net = Network(shape)
     net.add("conv", Conv2D(zoo.conv_weight(rng, out_ch, 3, shape[2]),
@@ -170,7 +174,8 @@ def main(argv=None):
               ("digits", "ecp5-85f", "ecp5"), 100),
              ("digits on LFE5U-85F-6, ECP5 back end (issue 8)",
               ("digits", "ecp5-85f", "ecp5"), 200),
-             ("digits on iCE40UP5K (issue 8)", ("digits", "ice40-up5k", "generic"), 70),
+             ("digits on iCE40UP5K, ice40 back end (issue 8)",
+              ("digits", "ice40-up5k", "ice40"), 70),
              ("3x3x32->32 conv on LFE5U-85F-6, ECP5 back end (issue 8)",
               ("conv_c32", "ecp5-85f", "ecp5"), 200)]
     for what, key, floor in goals:

@@ -7,8 +7,7 @@ explicitly, never Yosys's ``-dsp`` inference, see DESIGN.md) and its requantizer
 fabric, their limb tables in block RAM; register slices are plain registers (at
 12-30 MHz the ready chains they would cut cost nothing, their skid entries a tenth of
 the logic cells).  Another clock uses SB_PLL40_PAD (``icepll``'s settings, 16 MHz and
-up).  Green
-LED: busy, red LED: error.  Program with ``iceprog hwconv_board.bin`` or
+up).  Green LED: busy, red LED: error.  Program with ``iceprog hwconv_board.bin`` or
 ``openFPGALoader -b ice40_generic hwconv_board.bin``.
 """
 
