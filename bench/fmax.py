@@ -6,8 +6,9 @@ their limb tables in block RAM; the conv stages then fold their kernel, kfold=9,
 one SB_MAC16) and ``generic`` beside it.
 
 * digits on ECP5: the fastest design point ``hwconv explore`` finds within the part;
-  digits on iCE40: the point with the fewest LUTs (the UP5K has 5280), register slices
-  with their skid entries (the iCEBreaker board build uses plain ones at 12 MHz).
+  digits on iCE40: the point with the fewest LUTs (the UP5K has 5280) with plain
+  register slices, as the iCEBreaker builds it (with their skid entries it needs 4,968
+  of the 5,280 logic cells and nextpnr finds no legal placement).
 * conv stages (3x3, "same", 16-bit requantization multipliers, folded to pe=simd=1 so
   all three fit the UP5K), one value per AXI4-Stream beat in and out (lane converters
   around the stage, so the ports fit the SG48's IOs): small 8x8x2->2, medium
@@ -57,12 +58,13 @@ DEVICE_CONVS = {"ecp5-85f": ["small", "medium", "large", "c32"],
 
 def digits_point(device, backend):
     """The digits pipeline at its fastest fitting point (ECP5) or fewest LUTs (iCE40)."""
-    r = explore.explore(DIGITS, device, workers=1, progress=False,
-                        device_limits=device != "ice40-up5k", backend=backend)
-    point = r.front[0] if device != "ice40-up5k" else min(r.front, key=lambda p: p.lut)
+    small = device == "ice40-up5k"
+    r = explore.explore(DIGITS, device, workers=1, progress=False, device_limits=not small,
+                        backend=backend, skid=not small)
+    point = min(r.front, key=lambda p: p.lut) if small else r.front[0]
     model, qnet = r.models[0]
     c = explore.compile_point(model, qnet, point.foldings, clock_mhz=TARGET[device],
-                              in_lanes=1, backend=backend)
+                              in_lanes=1, backend=backend, skid=not small)
     return c, point
 
 

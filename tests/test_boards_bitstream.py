@@ -4,7 +4,8 @@
   about 4,800 of the UP5K's 5,280 logic cells; and a small CNN (3x3 conv, ReLU,
   max-pool, dense) at 16 MHz through the PLL.  The bitstreams exist and the reports
   meet the requested clocks.
-* ULX3S: the digits CNN at the board's 50 MHz (PLL from 25 MHz), through the CLI.
+* ULX3S: the digits CNN at the board's 50 MHz (PLL from 25 MHz), MULT18X18D with their
+  registers (the ecp5 back end), through the CLI.
 * Failures name what failed: a design over the LUT budget after synthesis (needed vs
   available), a clock the design cannot reach (achieved vs requested, critical path);
   neither leaves an output folder.
@@ -118,6 +119,7 @@ def test_ulx3s_digits_bitstream_through_the_cli(tmp_path, capsys):
     assert t["requested_mhz"] == 50.0 and t["fmax_mhz"] >= 50.0 and t["meets"]
     assert rep["resources"]["EHXPLLL"]["used"] == 1
     assert 0 < rep["resources"]["MULT18X18D"]["used"] <= 156
+    assert json.loads((out / "manifest.json").read_text())["backend"] == "ecp5"
     assert (out / "hwconv_board.bit").stat().st_size > 100_000
     printed = capsys.readouterr().out
     assert "<- bottleneck" in printed and "meets the requested 50 MHz" in printed
