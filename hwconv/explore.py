@@ -153,7 +153,7 @@ def score_stage(spec, family, backend="generic", skid=True):
     rows, folds = [], []
     for kw in mapper.knob_space(spec):
         try:
-            c = mapper.stage_cost(spec, kw)
+            c = mapper.stage_cost(spec, kw, backend)
         except HwconvError:
             continue
         e = cost.estimate(stage_inventory(spec, kw, backend), family, skid=skid)
@@ -500,7 +500,7 @@ def compile_point(model, qnet, foldings, *, clock_mhz=100.0, top="hwconv_top",
     stages = mapper.group_stages(qnet)
     for s in stages:
         s.folding = dict(foldings[s.name])
-        s.cost = mapper.stage_cost(s, s.folding)
+        s.cost = mapper.stage_cost(s, s.folding, backend)
     mapper.size_fifos(stages, qnet.input_name)
     plan = mapper.Plan(stages, clock_mhz, backend=backend, skid=skid)
     in_lanes = qnet.input_shape[-1] if in_lanes is None else in_lanes

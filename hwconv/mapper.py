@@ -88,21 +88,23 @@ def divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def stage_cost(spec, folding):
-    """:class:`hwconv.cost.StageCost` of ``spec`` at ``folding`` (the stage's kwargs)."""
+def stage_cost(spec, folding, backend="generic"):
+    """:class:`hwconv.cost.StageCost` of ``spec`` at ``folding`` (the stage's kwargs), its
+    multiplies built by ``backend`` (pipeline depths and requantizer limbs depend on
+    it)."""
     ops, shape = spec.ops, spec.in_shape
     if spec.kind == "conv":
-        return cost.conv2d(ops["conv"], shape, **folding)
+        return cost.conv2d(ops["conv"], shape, backend=backend, **folding)
     if spec.kind == "dwpw":
         return cost.depthwise_pointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
-                                        shape, **folding)
+                                        shape, backend=backend, **folding)
     if spec.kind == "pool_activate":
         return cost.pool_activate(ops["pool"], ops["act"], shape, dtype=ops["dtype"],
                                   **folding)
     if spec.kind == "dense":
-        return cost.dense(ops["dense"], shape, **folding)
+        return cost.dense(ops["dense"], shape, backend=backend, **folding)
     if spec.kind == "gap":
-        return cost.global_avg_pool(ops["gap"], shape, **folding)
+        return cost.global_avg_pool(ops["gap"], shape, backend=backend, **folding)
     if spec.kind == "add":
         return cost.add(ops["add"], shape, **folding)
     raise ValueError(f"unknown stage kind {spec.kind!r}")
@@ -143,13 +145,13 @@ def knob_space(spec):
     return [{"lanes": lanes} for lanes in divisors(c)]
 
 
-def foldings(spec):
+def foldings(spec, backend="generic"):
     """Pareto-optimal ``(folding, cost)`` pairs of ``spec``, cheapest first: each next
     one is faster than every cheaper one."""
     points = []
     for kw in knob_space(spec):
         try:
-            points.append((kw, stage_cost(spec, kw)))
+            points.append((kw, stage_cost(spec, kw, backend)))
         except HwconvError:
             continue
     if not points:
@@ -416,7 +418,7 @@ class Plan:
         }
 
 
-def choose_folding(stages, *, target_cycles=None, max_multipliers=None):
+def choose_folding(stages, *, target_cycles=None, max_multipliers=None, backend="generic"):
     """Set every stage's folding (see module docstring).
 
     Parameters
@@ -426,6 +428,8 @@ def choose_folding(stages, *, target_cycles=None, max_multipliers=None):
         Cycles per frame to reach; ``None`` means as fast as the budget allows.
     max_multipliers : int or None
         Budget of multipliers over the whole pipeline; ``None`` means unlimited.
+    backend : str
+        Multiplier back end the stages are costed with.
 
     Raises
     ------
@@ -433,7 +437,7 @@ def choose_folding(stages, *, target_cycles=None, max_multipliers=None):
         When even the smallest folding exceeds the budget, or the target cannot be met
         within it (the message names what was needed vs allowed and the slowest stage).
     """
-    options = {s.name: foldings(s) for s in stages}   # cheapest first
+    options = {s.name: foldings(s, backend) for s in stages}   # cheapest first
     level = {s.name: 0 for s in stages}
 
     def apply():
@@ -485,6 +489,7 @@ def plan(qnet, *, clock_mhz=100.0, fps=None, max_multipliers=None, backend="gene
         if fps <= 0:
             raise FitError(f"target fps must be positive, not {fps}")
         target = int(clock_mhz * 1e6 // fps)
-    choose_folding(stages, target_cycles=target, max_multipliers=max_multipliers)
+    choose_folding(stages, target_cycles=target, max_multipliers=max_multipliers,
+                   backend=backend)
     size_fifos(stages, qnet.input_name)
     return Plan(stages, clock_mhz, backend=backend)

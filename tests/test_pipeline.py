@@ -1,6 +1,8 @@
 """Mapper + Pipeline: whole networks in the Amaranth simulator, bit-exact with golden,
 under random valid gaps and ready stalls; folding under budgets; clear refusals."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,9 @@ from hwconv.hw.stream import encode_frame
 from hwconv.hw.testbench import run_streams
 from hwconv.ir import Activation, Add, AvgPool, Conv2D, Dense, Flatten, GlobalAvgPool, \
     MaxPool, Network
+
+
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
 
 
 def residual_net(rng, shape=(6, 7, 2)):
@@ -152,3 +157,16 @@ def test_plain_register_slices_keep_results_and_cycles(make):
         np.testing.assert_array_equal(got, want)
         _, runs[skid] = simulate(c, frames)
     assert runs[False].out_cycles["o"] == runs[True].out_cycles["o"]
+
+
+@pytest.mark.parametrize("backend", ["generic", "ecp5", "ice40", "xilinx"])
+def test_plan_costs_stages_with_their_back_end(backend):
+    """The plan's stage latencies and requantizer limbs are those of the hardware it
+    builds on that back end (DSP pipeline depths; limb-serial requantizers with 1-bit
+    limbs on ice40), so the plan's latency and skip-FIFO sizes hold."""
+    c = compiler.compile(str(DIGITS), max_multipliers=4, backend=backend)
+    p = Pipeline(c.plan, c.qnet.qparams, c.qnet.input_name, in_lanes=1, out_lanes=1)
+    for s in c.plan.stages:
+        assert p.stages[s.name].latency == s.cost.latency, s.name
+    conv = c.plan.stages[0]
+    assert conv.cost.requant_limbs == (9 if backend == "ice40" else 7)
