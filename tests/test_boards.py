@@ -20,6 +20,9 @@ from boards.uart import baud_divisor
 from hwconv import compiler
 from hwconv.cli import main
 from hwconv.errors import FitError, HwconvError
+from hwconv.frontends.onnx_export import export_onnx
+from hwconv.ir import Activation, Conv2D, Dense, Flatten, MaxPool, Network
+from hwconv.zoo import conv_weight
 from rtl_gen.synth import ToolError, tool
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
@@ -202,10 +205,6 @@ def wide_cnn(folder):
     """8x8x1 -> 3x3 conv 64 -> ReLU -> 3x3 conv 64 -> ReLU -> 2x2 max-pool -> dense 10:
     37,000 weights, 295 Kbit against the UP5K's 120 Kbit of block RAM.  Saved in
     ``folder`` as float ONNX with its calibration inputs; returns their paths."""
-    from hwconv.frontends.onnx_export import export_onnx
-    from hwconv.ir import Activation, Conv2D, Dense, Flatten, MaxPool, Network
-    from hwconv.zoo import conv_weight
-
     rng = np.random.default_rng(3)
     net = Network((8, 8, 1))
     x = net.input

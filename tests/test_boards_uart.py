@@ -13,6 +13,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+import boards
+from boards import build as board_build
 from boards import protocol
 from boards import sim as board_sim
 from boards.top import BoardCore
@@ -172,9 +174,6 @@ def test_board_core_through_the_uart_matches_golden(tmp_path, config):
     simulated with Yosys's iCE40 cell models."""
     family = None
     if config == "icebreaker":
-        import boards
-        from boards import build as board_build
-
         c = board_build.choose_pipeline(boards.board("icebreaker"), str(DIGITS))
         assert (c.plan.backend, c.plan.skid, c.plan.multipliers) == ("ice40", False, 4)
         family = "ice40"
