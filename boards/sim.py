@@ -133,7 +133,7 @@ def write_testbench(folder, core, transactions, *, divisor, gap_cycles,
     cfg = {"clock": "clk", "reset": "rst", "rx": "rx", "tx": "tx",
            "leds": {"busy": "busy", "error": "error"}, "divisor": divisor,
            "gap_cycles": gap_cycles, "reply_timeout_cycles": reply_timeout_cycles,
-           "transactions": transactions, "source": source, "sources": sources,
+           "transactions": transactions, "sources": sources,
            "includes": includes, "defines": defines, "results": "results.json"}
     (folder / "tb.json").write_text(json.dumps(cfg, indent=1))
     (folder / "Makefile").write_text(_makefile(sources, includes, defines))
@@ -175,9 +175,9 @@ def run_testbench(folder, *, simulator="icarus", waves=False):
         runner = get_runner(simulator)
         extra = ["--no-timing", "-Wno-fatal"] if simulator == "verilator" else []
         try:
-            runner.build(sources=[folder / s for s in cfg.get("sources", [cfg["source"]])],
-                         hdl_toplevel=TOP, includes=[folder / i for i in cfg.get("includes", [])],
-                         defines=cfg.get("defines", {}), build_dir=build, timescale=TIMESCALE,
+            runner.build(sources=[folder / s for s in cfg["sources"]], hdl_toplevel=TOP,
+                         includes=[folder / i for i in cfg["includes"]],
+                         defines=cfg["defines"], build_dir=build, timescale=TIMESCALE,
                          waves=True, always=True, log_file=build / "build.log",
                          build_args=extra)
         except RuntimeError:

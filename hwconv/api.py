@@ -13,8 +13,6 @@ Examples
 
 from __future__ import annotations
 
-import math
-
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -49,16 +47,11 @@ def _frames(compiled, x, n_frames, seed):
     return rng.integers(q.qmin, q.qmax + 1, (n_frames,) + compiled.qnet.input_shape)
 
 
-def _sim_timeout(compiled, n_frames, valid_prob, ready_prob):
-    """Cycles a test bench of ``n_frames`` frames waits before it calls the design stuck:
-    twice what the plan predicts (its frames at ``cycles_per_frame``, one more for the
-    pipeline's latency) at the traffic's slowest rate, plus the beats' own allowance."""
+def _expected_cycles(compiled, n_frames):
+    """Cycles the plan predicts for ``n_frames`` frames at full rate (one frame more for
+    the pipeline's latency): a test bench's timeout allows for them."""
     plan = compiled.plan
-    rate = max(min(valid_prob, ready_prob), 0.01)
-    beats = n_frames * (math.prod(compiled.qnet.input_shape) // compiled.in_lanes
-                        + math.prod(compiled.qnet.output_shape) // compiled.out_lanes)
-    return int(2 * ((n_frames + 1) * plan.cycles_per_frame + plan.latency) / rate
-               + 20 * beats + 1000)
+    return (n_frames + 1) * plan.cycles_per_frame + plan.latency
 
 
 def _words(frames, dtype, lanes):
@@ -120,8 +113,7 @@ def build(compiled, out_dir, *, inputs=None, n_frames=4, seed=0, valid_prob=0.8,
                         {s_axis: _words(frames, qin.dtype, li)},
                         {m_axis: _words(expected, qout.dtype, lo)},
                         valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
-                        timeout_cycles=_sim_timeout(compiled, len(frames), valid_prob,
-                                                   ready_prob), **bench)
+                        expected_cycles=_expected_cycles(compiled, len(frames)), **bench)
         for f in hex_files:         # $readmemh reads from the simulator's folder
             shutil.copyfile(d / f, d / "tb" / f)
     out = Path(out_dir)
@@ -260,8 +252,7 @@ def _netlist_bench(compiled, netlist, family, folder, frames, *, seed, simulator
                     {s_axis: _words(frames, qin.dtype, li)},
                     {m_axis: _words(expected, qout.dtype, lo)},
                     valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
-                    timeout_cycles=_sim_timeout(compiled, len(frames), valid_prob,
-                                               ready_prob), **bench)
+                    expected_cycles=_expected_cycles(compiled, len(frames)), **bench)
     return run_testbench(folder, simulator=simulator)
 
 

@@ -200,7 +200,8 @@ def _write_words(path, words):
 
 def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", reset="rst",
                     reset_active=1, valid_prob=1.0, ready_prob=1.0, seed=0,
-                    timeout_cycles=None, drain_cycles=32, defines=None, includes=()):
+                    timeout_cycles=None, drain_cycles=32, defines=None, includes=(),
+                    expected_cycles=0):
     """Write a self-contained cocotb test bench folder.
 
     Parameters
@@ -220,13 +221,17 @@ def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", 
         Per-cycle probability of offering / accepting a beat (per port name if a dict).
     seed : int
     timeout_cycles : int, optional
-        Default: 20 cycles per expected and stimulus beat plus 1000.
+        Default: 20 cycles per expected and stimulus beat plus 1000, plus twice
+        ``expected_cycles`` at the traffic's slowest rate.
     drain_cycles : int
         Cycles the outputs are watched after the last expected beat.
     defines : dict, optional
         Preprocessor defines for the simulator build (e.g. Yosys cell models' options).
     includes : list of path
         Files the sources ``include``, copied beside them unchanged.
+    expected_cycles : int
+        Cycles the design itself is expected to take at full rate (a folded pipeline's
+        frames), for the default timeout.
 
     Returns
     -------
@@ -258,7 +263,9 @@ def write_testbench(folder, sources, toplevel, inputs, outputs, *, clock="clk", 
                         "ready_prob": prob(ready_prob, port.name)})
     if timeout_cycles is None:
         beats = sum(len(w) for w in inputs.values()) + sum(len(w) for w in outputs.values())
-        timeout_cycles = 20 * beats + 1000
+        probs = [c["valid_prob"] for c in cfg_in] + [c["ready_prob"] for c in cfg_out]
+        rate = max(min(probs, default=1.0), 0.01)
+        timeout_cycles = 20 * beats + 1000 + int(2 * expected_cycles / rate)
     cfg = {"toplevel": toplevel, "sources": local, "clock": clock, "reset": reset,
            "reset_active": reset_active, "seed": seed, "timeout_cycles": timeout_cycles,
            "drain_cycles": drain_cycles, "inputs": cfg_in, "outputs": cfg_out,
