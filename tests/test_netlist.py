@@ -163,6 +163,9 @@ def test_digits_netlist_ecp5_matches_golden(tmp_path):
     netlist = next((tmp_path / "rtl" / "netlist_ecp5" / "synth").glob("*.netlist.v")).read_text()
     assert re.search(r"^\s*DP16KD\b", netlist, re.M), "no block RAM: the test lost its point"
     assert re.search(r"^\s*MULT18X18D\b", netlist, re.M)
+    # the line buffers' and ROMs' read registers moved into the blocks (rtl_gen.outreg),
+    # so the simulation above checked that rewrite too
+    assert re.search(r'\.REGMODE_B\("OUTREG"\)', netlist), "no absorbed read register"
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,6 +277,25 @@ def _memory(kind, w, d):
   wire [{aw}-2:0] ab = in[{h}+{w}+{aw}:{h}+{w}+2];
   always @(posedge clk) if (ena) begin if (wea) m[{{aa, 1'b0}}] <= da; q <= m[{{aa, 1'b0}}]; end
   always @(posedge clk) if (enb) begin if (web) m[{{ab, 1'b1}}] <= db; qb <= m[{{ab, 1'b1}}]; end"""
+    elif kind.startswith("oreg_"):          # a read, then a register (rtl_gen.outreg)
+        # in = {rst, ce2, we, wa, wd, en, ra}: q2 <= q when ce2 (or when !ce2, "inv");
+        # "rst": q2 also has a synchronous reset (stays in the fabric)
+        n_in = 2 * aw + w + 4
+        out = "q2"
+        ce2 = {"oreg_ce": "ce2", "oreg_inv": "!ce2", "oreg_rst": "ce2",
+               "oreg_free": "1'b1", "oreg_rom": "ce2"}[kind]
+        write = "" if kind == "oreg_rom" else "if (we) m[wa] <= wd;"
+        rst = "if (rst) q2 <= 0; else " if kind == "oreg_rst" else ""
+        head = "(* no_rw_check *) " + head + f"  reg [{w}-1:0] q2 = 0;\n"
+        body = f"""  wire [{aw}-1:0] ra = in[{aw}-1:0]; wire en = in[{aw}];
+  wire [{w}-1:0] wd = in[{aw}+{w}:{aw}+1]; wire [{aw}-1:0] wa = in[2*{aw}+{w}:{aw}+{w}+1];
+  wire we = in[2*{aw}+{w}+1] & (wa != ra); wire ce2 = in[2*{aw}+{w}+2];
+  wire rst = in[2*{aw}+{w}+3];
+  always @(posedge clk) begin
+    {write}
+    if (en) q <= m[ra];
+    {rst}if ({ce2}) q2 <= q;
+  end"""
     else:
         raise ValueError(kind)
     n_out = 2 * w if kind == "tdp" else w
@@ -363,6 +385,29 @@ def _check_memory(case, root):
     bad, cfg = _memory_mismatches(kind, w, d, root)
     assert want in cfg, f"Yosys mapped {kind} {w}x{d} to DP16KD {cfg}, expected {want}"
     assert not bad, f"{len(bad)} cycles differ; first (cycle, RTL, netlist): {bad[0]}"
+
+
+#: (kind, width, depth, read registers moved into the block?)
+OREG_CASES = [("oreg_ce", 18, 1024, True), ("oreg_inv", 9, 2048, True),
+              ("oreg_free", 36, 512, True), ("oreg_rom", 36, 512, True),
+              ("oreg_rst", 18, 1024, False)]
+
+
+@pytest.mark.parametrize("case", OREG_CASES, ids=lambda c: f"{c[0]}-{c[1]}x{c[2]}")
+def test_outreg_absorption_is_exact(case, mem_root):
+    """rtl_gen.outreg moves a plain register after a block-RAM read into the DP16KD
+    (REGMODE OUTREG, its enable on OCE, through a LUT when inverted, both ports at 36
+    bits) and leaves a register with a reset in the fabric; the rewritten netlist
+    simulates equal to the RTL."""
+    kind, w, d, moved = case
+    bad, _ = _memory_mismatches(kind, w, d, mem_root)
+    assert not bad, f"{len(bad)} cycles differ; first (cycle, RTL, netlist): {bad[0]}"
+    text = _memory_netlist(kind, w, d, mem_root)[0].read_text()
+    regmodes = re.findall(r'REGMODE_([AB])\("(\w+)"\)', text)
+    assert regmodes, "no DP16KD in the netlist"
+    assert (("OUTREG" in {m for _, m in regmodes}) == moved), regmodes
+    if moved and w == 36:
+        assert {m for _, m in regmodes} == {"OUTREG"}, regmodes
 
 
 @pytest.fixture(scope="module")

@@ -171,7 +171,7 @@ class Conv2D(StageFigures, wiring.Component):
             mac_weights(op.weight, simd, pe), self._bias.reshape(o // pe, pe),
             groups=c // simd, folds=o // pe, accumulate=True, weight_bits=op.weight_bits,
             acc_bits=self.acc_bits, levels_per_stage=self._lps, backend=self._backend,
-            chunks=self._kfold)
+            chunks=self._kfold, credit=self._skid)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)

@@ -229,13 +229,16 @@ class Dense(StageFigures, wiring.Component):
         x_in = dsp.delay(m, en, src.payload.data, WeightRom.latency, "x_in")
         from_stream = dsp.delay(m, en, first_sweep, WeightRom.latency, "from_stream")
         if no > 1:
+            # no_rw_check: the first sweep writes and reads word ic in the same cycle,
+            # but uses the stream's value (from_stream), never the colliding read
             m.submodules.vector = buf = Memory(shape=src.payload.data.shape(), depth=ni,
-                                               init=[])
+                                               init=[], attrs={"no_rw_check": 1})
             wr, rd = buf.write_port(), buf.read_port()
             m.d.comb += [wr.addr.eq(ic), wr.data.eq(src.payload.data),
                          wr.en.eq(src.valid & src.ready),
                          rd.addr.eq(ic), rd.en.eq(en)]
-            x_buf = dsp.delay(m, en, rd.data, WeightRom.latency - 1, "x_buf")
+            x_buf = dsp.delay(m, en, rd.data, WeightRom.latency - 1, "x_buf",
+                                reset_less=True)
             x = Mux(from_stream, x_in, x_buf)
             x = data.View(src.payload.data.shape(), x)
         else:

@@ -289,10 +289,12 @@ def _dsp48e1(m, a, b, en, name):
     return p
 
 
-def delay(m, en, value, stages, name):
-    """``value`` delayed by ``stages`` clock-enabled registers."""
+def delay(m, en, value, stages, name, *, reset_less=False):
+    """``value`` delayed by ``stages`` clock-enabled registers (``reset_less``: data
+    registers the domain's reset leaves alone, e.g. after a block-RAM read, so the
+    first can become the block's output register, see :mod:`rtl_gen.outreg`)."""
     for k in range(stages):
-        reg = Signal.like(value, name=f"{name}_d{k}")
+        reg = Signal.like(value, name=f"{name}_d{k}", reset_less=reset_less)
         with m.If(en):
             m.d.sync += reg.eq(value)
         value = reg

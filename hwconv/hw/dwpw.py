@@ -168,7 +168,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             dw.weight.reshape(groups, dlanes, kk), dw_bias.reshape(groups, dlanes),
             groups=groups, folds=1, accumulate=False, weight_bits=dw.weight_bits,
             acc_bits=dw_acc, levels_per_stage=self._lps, backend=self._backend,
-            chunks=self._dw_kfold)
+            chunks=self._dw_kfold, credit=self._skid)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
@@ -208,7 +208,7 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             mac_weights(pw.weight, psimd, ppe), pw_bias.reshape(o // ppe, ppe),
             groups=cm // psimd, folds=o // ppe, accumulate=True, weight_bits=pw.weight_bits,
             acc_bits=pw_acc, levels_per_stage=self._lps, backend=self._backend,
-            chunks=self._pw_kfold)
+            chunks=self._pw_kfold, credit=self._skid)
         m.d.comb += [pmac.i.valid.eq(mid.valid), mid.ready.eq(pmac.i.ready),
                      pmac.i.payload.as_value().eq(mid.payload.as_value())]
         m.submodules.pw_requant = prq = Requantizer(

@@ -9,14 +9,15 @@ stage run at its own steady rate, so the pipeline reaches the slowest stage's ra
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import HwconvError
 
-__all__ = ["StreamFifo", "RegisterSlice"]
+__all__ = ["StreamFifo", "RegisterSlice", "CreditQueue"]
 
 
 class StreamFifo(wiring.Component):
@@ -96,4 +97,82 @@ class RegisterSlice(wiring.Component):
                              self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
+
+
+class CreditQueue(wiring.Component):
+    """The output queue of a free-running pipeline: flow control by credits instead of
+    a stall.
+
+    A pipeline whose registers all advance on one stall signal (``~o.valid | o.ready``)
+    drives that signal to every flip-flop and multiplier clock enable of the stage: on
+    an ECP5 its routing, not the logic, sets the clock (``bench/fmax.py``: 85 MHz for a
+    144-multiplier conv stage).  A free-running pipeline never stops; instead, before
+    it starts an item that will produce an output, it takes a credit (``reserve``, only
+    while ``ok``), and the output lands in this queue (``w_en``, ``w_data``), which
+    has room for every credit it gave (``depth`` = credits = flight + buffering); a
+    credit comes back when the consumer takes a beat.  ``ok`` and ``i.ready`` upstream
+    then come from this queue's counter, a few flip-flops, not from the consumer.
+
+    With ``depth >= latency + 2`` (``latency``: edges from ``reserve`` to ``w_en``)
+    a consumer that is always ready sees one beat per cycle.  The storage is a
+    ``depth``-word memory written synchronously and read asynchronously (LUT RAM on
+    ECP5 and Xilinx, flip-flops elsewhere): a beat written at one edge is on ``o`` after
+    it, as from a pipeline's output register, and nothing is multiplexed into the
+    write data (the pipeline's last adder feeds the memory directly); ``o.valid`` and
+    the read address come from flip-flops.
+
+    Parameters
+    ----------
+    signature : stream.Signature
+        Of the output ``o``.
+    depth : int
+        Credits (>= 2).
+
+    Attributes
+    ----------
+    reserve : In(1)
+        Take a credit this cycle (only while ``ok``).
+    ok : Out(1)
+        A credit is free.
+    w_en : In(1), w_data : In(payload)
+        An output of the pipeline (never more than the credits taken).
+    o : Out(signature)
+    """
+
+    def __init__(self, signature, depth):
+        if not isinstance(depth, int) or depth < 2:
+            raise HwconvError(f"CreditQueue: depth must be an integer >= 2, not {depth!r}")
+        self._depth = depth
+        layout = signature.members["payload"].shape
+        super().__init__({"reserve": In(1), "ok": Out(1), "w_en": In(1),
+                          "w_data": In(layout), "o": Out(signature)})
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self._depth
+        used = Signal(range(d + 1))
+        pop = Signal()
+        m.d.comb += [self.ok.eq(used != d), pop.eq(self.o.valid & self.o.ready)]
+        m.d.sync += used.eq(used + self.reserve - pop)
+        width = Shape.cast(self.w_data.shape()).width
+        m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        rp = Signal(range(d), name="rp")
+        wp = Signal(range(d), name="wp")
+        n = Signal(range(d + 1), name="stored")
+        n_next = Signal.like(n)
+        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.en.eq(self.w_en),
+                     wr.data.eq(self.w_data.as_value()),
+                     self.o.payload.as_value().eq(rd.data),
+                     n_next.eq(n + self.w_en - pop)]
+        m.d.sync += [n.eq(n_next), self.o.valid.eq(n_next != 0)]
+        with m.If(pop):
+            m.d.sync += rp.eq(Mux(rp == d - 1, 0, rp + 1))
+        with m.If(self.w_en):
+            m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         return m

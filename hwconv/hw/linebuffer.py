@@ -319,13 +319,17 @@ class LineBuffer(wiring.Component):
             """The word written ``length`` slots ago (``write`` at stage C of each slot):
             a memory read at stage A and registered, or registers when shallow."""
             if length >= 3:
+                # no_rw_check: the write address trails the read address by two
+                # slots that each advance it, and the line is >= 3 words long, so a
+                # read never meets a write of the same word; without the attribute
+                # Yosys adds collision bypass logic after the block RAM's output.
                 m.submodules[name] = mem = Memory(shape=width, depth=length, init=[],
-                                                  attrs=attrs)
+                                                  attrs={**attrs, "no_rw_check": 1})
                 wr, rd = mem.write_port(), mem.read_port()
                 m.d.comb += [rd.addr.eq(rd_addr), rd.en.eq(adv),
                              wr.addr.eq(dsp.delay(m, adv, rd_addr, 2, f"{name}_addr")),
                              wr.en.eq(adv & c_valid), wr.data.eq(write)]
-                return dsp.delay(m, adv, rd.data, 1, f"{name}_rd")
+                return dsp.delay(m, adv, rd.data, 1, f"{name}_rd", reset_less=True)
             line = [Signal(width, name=f"{name}{n}", reset_less=True) for n in range(length)]
             with m.If(adv & c_valid):
                 m.d.sync += [reg.eq(write if n == 0 else line[n - 1])

@@ -27,8 +27,8 @@ The first beat of a pixel starts from the bias (the caller folds the input zero 
 ``sum((x - zp) * w) + b == sum(x * w) + (b - zp * sum(w))``, the same integer, with
 8-bit multiplier operands).
 
-Pipeline (global stall: every register advances when the output register is free or being
-taken): weight ROM read (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the
+Pipeline (global stall, or free-running with credits, ``credit=True``: see
+:class:`~hwconv.hw.fifo.CreditQueue`): weight ROM read (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the
 input beat delayed alike), products (:func:`hwconv.hw.dsp.multiply`,
 :func:`hwconv.cost.mul_latency` of the back end), adder tree (registers every ``levels_per_stage`` levels, see
 :func:`hwconv.hw.dense.adder_tree`), accumulator/output register (1).  Throughput: one
@@ -48,6 +48,7 @@ from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
 from .dense import adder_tree
+from .fifo import CreditQueue
 from .requant import acc_layout
 from .rom import WeightRom
 
@@ -89,6 +90,10 @@ class MacArray(wiring.Component):
         Adder-tree levels between registers (0: combinational tree).
     backend : str
         Multiplier back end (:mod:`hwconv.hw.dsp`).
+    credit : bool
+        Free-running pipeline with a :class:`~hwconv.hw.fifo.CreditQueue` on the output
+        (no stall signal to fan out; for fast clocks), instead of the global stall
+        (fewer cells: no queue).  Same latency and throughput.
 
     Attributes
     ----------
@@ -99,7 +104,8 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, in_elem, taps, n_in, weights, bias, *, groups, folds, accumulate,
-                 weight_bits, acc_bits, levels_per_stage=1, backend="generic", chunks=1):
+                 weight_bits, acc_bits, levels_per_stage=1, backend="generic", chunks=1,
+                 credit=False):
         weights = np.asarray(weights, dtype=np.int64)
         bias = np.asarray(bias, dtype=np.int64)
         pe, t = len(taps), len(taps[0])
@@ -124,6 +130,7 @@ class MacArray(wiring.Component):
         self._wbits, self._acc_bits = weight_bits, acc_bits
         self._lps, self._backend = levels_per_stage, dsp.backend(backend)
         self._chunks = chunks
+        self._credit = bool(credit)
         super().__init__({
             "i": In(stream.Signature(vector_layout(self._in_elem, n_in))),
             "o": Out(stream.Signature(acc_layout(acc_bits, pe, out_groups))),
@@ -143,8 +150,15 @@ class MacArray(wiring.Component):
         groups, folds = self._groups, self._folds
         steps = groups * folds * kc
 
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        # Stall mode: every register advances on `en`.  Credit mode: the registers run
+        # free (en = 1) and a step that will write an output first takes a credit of
+        # the output queue (`go`), so nothing downstream reaches back into the array.
+        if self._credit:
+            en = Const(1, 1)
+            ok = Signal()
+        else:
+            en = Signal()
+            m.d.comb += en.eq(~self.o.valid | self.o.ready)
 
         # Issue: step through (beat g, fold f, chunk c); the beat is taken in its last
         # fold's last chunk.
@@ -154,7 +168,13 @@ class MacArray(wiring.Component):
         addr = Signal(range(steps), name="waddr")
         step = Signal()
         beat_done = (f == folds - 1) & (c == kc - 1)
-        m.d.comb += [src.ready.eq(en & beat_done), step.eq(en & src.valid)]
+        out_group = f if self._accumulate else g
+        first = (g == 0) if self._accumulate else 1
+        final = (g == groups - 1) if self._accumulate else 1
+        produces = Signal()
+        m.d.comb += produces.eq(final & (c == kc - 1))
+        go = (ok | ~produces) if self._credit else en
+        m.d.comb += [src.ready.eq(go & beat_done), step.eq(go & src.valid)]
         with m.If(step):
             m.d.sync += [c.eq(Mux(c == kc - 1, 0, c + 1)),
                          addr.eq(Mux(addr == steps - 1, 0, addr + 1))]
@@ -163,13 +183,10 @@ class MacArray(wiring.Component):
             with m.If(beat_done):
                 m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
 
-        out_group = f if self._accumulate else g
         ctrl = data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
                                   "head": 1, "tail": 1,
                                   "group": range(max(folds, groups))})
         c0 = Signal(ctrl)
-        first = (g == 0) if self._accumulate else 1
-        final = (g == groups - 1) if self._accumulate else 1
         m.d.comb += [c0.valid.eq(step), c0.first.eq(first), c0.final.eq(final),
                      c0.last.eq(src.payload.last & beat_done),
                      c0.head.eq(c == 0), c0.tail.eq(c == kc - 1),
@@ -217,7 +234,10 @@ class MacArray(wiring.Component):
                 prods.append(prod[:signed_bits(pbound)].as_signed())
             total, _, regs = adder_tree(m, prods, [pbound] * tc, en, self._lps, f"tree{p}")
             sums.append(total)
-        ct = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs, "ctrl")
+        # ct_pre is ct one edge earlier: the group's bias is looked up there and
+        # registered, so only the bank/partial-sum select stays before the adder
+        ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs - 1, "ctrl")
+        ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
         # Accumulate (chunk partial sum, rotating bank) and register the output.
         acc_shape = signed(self._acc_bits)
@@ -226,23 +246,39 @@ class MacArray(wiring.Component):
                 for w in range(folds)] if banked else None
         part = [Signal(acc_shape, name=f"part{p}", reset_less=True) for p in range(pe)] \
             if kc > 1 else None
+        out_valid = ct.valid & ct.final & ct.tail
+        if self._credit:
+            latency = WeightRom.latency + mul_latency(self._backend.name) + regs
+            m.submodules.out_queue = q = CreditQueue(self.o.signature, latency + 2)
+            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & produces), q.w_en.eq(out_valid),
+                         q.w_data.group.eq(ct.group), q.w_data.last.eq(ct.last)]
+            wiring.connect(m, q.o, wiring.flipped(self.o))
+            out_acc = q.w_data.acc
+        else:
+            out_acc = self.o.payload.acc
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(ct.valid & ct.final & ct.tail),
-                         self.o.payload.group.eq(ct.group),
-                         self.o.payload.last.eq(ct.last)]
+            if not self._credit:
+                m.d.sync += [self.o.valid.eq(out_valid),
+                             self.o.payload.group.eq(ct.group),
+                             self.o.payload.last.eq(ct.last)]
             for p in range(pe):
                 values = [int(b) for b in self._bias[:, p]]
                 if len(set(values)) == 1:
                     start = Const(values[0], acc_shape)
                 else:
-                    start = Array(Const(v, acc_shape) for v in values)[ct.group]
+                    start = Signal(acc_shape, name=f"bias{p}", reset_less=True)
+                    m.d.sync += start.eq(Array(Const(v, acc_shape)
+                                               for v in values)[ct_pre.group])
                 if banked:
                     start = Mux(ct.first, start, bank[0][p])
                 if part is not None:
                     start = Mux(ct.head, start, part[p])
                 new = Signal(acc_shape, name=f"acc_next{p}")
                 m.d.comb += new.eq(start + sums[p])
-                m.d.sync += self.o.payload.acc[p].eq(new)
+                if self._credit:
+                    m.d.comb += out_acc[p].eq(new)
+                else:
+                    m.d.sync += out_acc[p].eq(new)
                 if part is not None:
                     with m.If(ct.valid):
                         m.d.sync += part[p].eq(new)

@@ -148,7 +148,7 @@ class WeightRom(wiring.Component):
             # The output register is a plain signal: Yosys 0.70 (synth_ecp5 -noflatten)
             # mapped a register on the port itself, whose bits Amaranth also names as
             # the array's elements, to flip-flops with conflicting drivers.
-            word = Signal(self.width, name="word")
+            word = Signal(self.width, name="word", reset_less=True)
             m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(self.en),
                          self.data.as_value().eq(word)]
             with m.If(self.en):
