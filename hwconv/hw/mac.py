@@ -234,8 +234,9 @@ class MacArray(wiring.Component):
                 prods.append(prod[:signed_bits(pbound)].as_signed())
             total, _, regs = adder_tree(m, prods, [pbound] * tc, en, self._lps, f"tree{p}")
             sums.append(total)
-        # ct_pre is ct one edge earlier: the group's bias is looked up there and
-        # registered, so only the bank/partial-sum select stays before the adder
+        # ct_pre is ct one edge earlier: in credit mode the group's bias is looked up
+        # there and registered, so only the bank/partial-sum select stays before the
+        # adder (the stall mode keeps the lookup, and its flip-flops, out)
         ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs - 1, "ctrl")
         ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
@@ -265,10 +266,12 @@ class MacArray(wiring.Component):
                 values = [int(b) for b in self._bias[:, p]]
                 if len(set(values)) == 1:
                     start = Const(values[0], acc_shape)
-                else:
+                elif self._credit:
                     start = Signal(acc_shape, name=f"bias{p}", reset_less=True)
                     m.d.sync += start.eq(Array(Const(v, acc_shape)
                                                for v in values)[ct_pre.group])
+                else:
+                    start = Array(Const(v, acc_shape) for v in values)[ct.group]
                 if banked:
                     start = Mux(ct.first, start, bank[0][p])
                 if part is not None:

@@ -2,8 +2,10 @@
 :meth:`hwconv.numerics.Requant.apply` followed by ``clip(zp + r, lo, hi)``.
 
 One shared unit serves every stage that requantizes (conv, depthwise/pointwise, dense,
-average pooling).  It is a stream stage with a global-stall pipeline: every register
-advances when the output is free or accepted, so backpressure never loses a beat.
+average pooling).  It is a stream stage whose pipeline either runs free and takes a
+beat only with a credit of its output queue (``skid=True``, for fast clocks), or stalls
+as a whole when the output is not accepted (``skid=False``, fewer cells); backpressure
+never loses a beat.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .. import cost
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
-from .fifo import RegisterSlice
+from .fifo import CreditQueue, RegisterSlice
 from .stream import beat_layout
 
 __all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const"]
@@ -85,12 +87,12 @@ class Requantizer(wiring.Component):
     the shift, the rounding constant and the tie bit are constants and the only
     per-channel table is the multiplier (a few bits wider: digits' shifts span 2 bits).
 
-    Pipeline (global stall: every register advances when the output is free or taken):
+    Pipeline (free-running with credits, or a global stall, see ``skid``):
     product of the accumulator and the group's multiplier (:func:`~hwconv.hw.dsp.multiply`,
     :func:`hwconv.cost.requant_mul_latency` edges: a product of fewer DSP cells is padded
     after rounding, where it is narrow), round and shift by ``S`` (1), clamp to
-    ``[lo - zp, hi - zp]`` (1), add the zero point (1), an output register slice (1):
-    :attr:`latency` edges in all.
+    ``[lo - zp, hi - zp]`` (1), add the zero point (1), the output queue or register
+    slice (1): :attr:`latency` edges in all.
 
     Limb-serial mode (``limbs = L > 1``), for a producer that delivers a beat at most
     every ``L`` cycles: the folded multipliers (``Wm`` bits) are split into ``L`` limbs
@@ -132,8 +134,11 @@ class Requantizer(wiring.Component):
         Limbs per multiplier, 1 (one full product per beat) to ``Wm``
         (:func:`hwconv.cost.requant_limbs` chooses it from the producer's beat spacing).
     skid : bool
-        Output register slice with a skid entry, or a plain pipeline register
-        (:class:`~hwconv.hw.fifo.RegisterSlice`).
+        ``True``: the registers and multipliers run free, a beat is taken only with a
+        credit of the output :class:`~hwconv.hw.fifo.CreditQueue` (``latency + 1``
+        beats), so no stall signal fans out (for fast clocks).  ``False``: a global
+        stall and a plain output register (:class:`~hwconv.hw.fifo.RegisterSlice`):
+        fewer cells.
 
     Attributes
     ----------
@@ -189,26 +194,45 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Output register slice: the stall of every register here comes from its
-        # flip-flops, so the chain of readies from the consumer ends at this unit.
-        m.submodules.out_slice = out = RegisterSlice(self.o.signature, skid=self._skid)
-        wiring.connect(m, out.o, wiring.flipped(self.o))
-        dst = out.i
-        en = Signal()
-        m.d.comb += en.eq(~dst.valid | dst.ready)
+        if self._skid:
+            # Free-running pipeline: a beat is taken only with a credit of the output
+            # queue, which stands where the register slice would (one edge, the same
+            # latency), so no stall fans out to the registers and multipliers.
+            dst = self.o.signature.create(path=("dst",))
+            m.submodules.out_queue = q = CreditQueue(self.o.signature, self.latency + 1)
+            wiring.connect(m, q.o, wiring.flipped(self.o))
+            m.d.comb += [q.w_en.eq(dst.valid), q.w_data.eq(dst.payload),
+                         q.reserve.eq(self.i.valid & self.i.ready)]   # one beat out each
+            en = Const(1, 1)
+            go = q.ok
+        else:
+            # Output register slice: the stall of every register here comes from its
+            # flip-flops, so the chain of readies from the consumer ends at this unit.
+            m.submodules.out_slice = out = RegisterSlice(self.o.signature, skid=False)
+            wiring.connect(m, out.o, wiring.flipped(self.o))
+            dst = out.i
+            en = Signal()
+            m.d.comb += en.eq(~dst.valid | dst.ready)
+            go = en
+        # Credit mode, parallel: the beat and its multipliers are registered before the
+        # products (the table lookup stays off the multiplier inputs), and the output
+        # is written to the queue straight from the clamp register (the zero point
+        # added on the way): the same number of edges.
+        staged = self._skid and self._limbs == 1
         if self._limbs == 1:
-            prods, ctrl = self._parallel(m, en)
+            prods, ctrl = self._parallel(m, en, go, staged)
             s = self._shift
         else:
-            prods, ctrl = self._serial(m, en)
+            prods, ctrl = self._serial(m, en, go)
             s = self._round_point()[1]
 
         # every product is valid with `ctrl`, mul_latency + (L > 1: L + 1) edges after
         # its beat's transfer; pad to `room` after rounding, where the value is narrow
         room = cost.requant_mul_latency(self._backend.name)
         c = dsp.delay(m, en, ctrl, 1 + room - self._mul_latency + 1, "ctrl")
+        out = m.d.comb if staged else m.d.sync
         with m.If(en):
-            m.d.sync += [dst.valid.eq(c.valid), dst.payload.last.eq(c.last)]
+            out += [dst.valid.eq(c.valid), dst.payload.last.eq(c.last)]
         lo, hi = self._lo - self._zp, self._hi - self._zp
         for lane, prod in enumerate(prods):
             scaled = Signal(signed(max(1, len(prod) - s + 1)), name=f"scaled{lane}")
@@ -218,21 +242,26 @@ class Requantizer(wiring.Component):
                 m.d.sync += scaled.eq(round_shift_const(prod, s, self._rounding))
             padded = dsp.delay(m, en, scaled, room - self._mul_latency, f"scaled{lane}")
             with m.If(en):
-                m.d.sync += [clamped.eq(clamp(padded, lo, hi)),
-                             dst.payload.data[lane].eq(clamped + self._zp)]
+                m.d.sync += clamped.eq(clamp(padded, lo, hi))
+                out += dst.payload.data[lane].eq(clamped + self._zp)
         return m
 
-    def _parallel(self, m, en):
-        """One full product per lane and beat: the products, and their valid/last."""
+    def _parallel(self, m, en, go, staged):
+        """One full product per lane and beat: the products, and their valid/last
+        (``staged``: after a register of the beat and its multipliers)."""
         src, lanes = self.i, self._lanes
-        m.d.comb += src.ready.eq(en)
+        m.d.comb += src.ready.eq(go)
+        c0 = _flags(m, "c0", valid=src.valid & go, last=src.payload.last)
         prods = []
         for lane in range(lanes):
             mult = _table(self._mult[lane::lanes], self._mult_shape, src.payload.group)
-            prods.append(dsp.multiply(m, src.payload.acc[lane], mult, en, self._backend,
-                                      f"mul{lane}"))
-        c0 = _flags(m, "c0", valid=src.valid, last=src.payload.last)
-        return prods, dsp.delay(m, en, c0, self._mul_latency, "c0")
+            acc = src.payload.acc[lane]
+            if staged:
+                acc = dsp.delay(m, en, acc, 1, f"acc{lane}", reset_less=True)
+                if not isinstance(mult, Const):
+                    mult = dsp.delay(m, en, mult, 1, f"mult{lane}", reset_less=True)
+            prods.append(dsp.multiply(m, acc, mult, en, self._backend, f"mul{lane}"))
+        return prods, dsp.delay(m, en, c0, self._mul_latency + staged, "c0")
 
     def _round_point(self):
         """``(low, shift)`` of the limb-serial path: the product ``P``'s bits from ``low``
@@ -242,7 +271,7 @@ class Requantizer(wiring.Component):
         half-way comparison sees the same side).  With ``S = 0`` nothing rounds."""
         return cost.requant_round_point(self._shift, self._limb_bits, self._limbs)
 
-    def _serial(self, m, en):
+    def _serial(self, m, en, go):
         """One limb product per lane and cycle, least significant limb first, into a
         running sum: the values to round (see :meth:`_round_point`), and valid/last of
         their final sums."""
@@ -253,7 +282,7 @@ class Requantizer(wiring.Component):
         final = Signal()
         take = Signal()
         m.d.comb += [final.eq(busy & (k == n - 1)),
-                     src.ready.eq(en & (~busy | final)),
+                     src.ready.eq(go & (~busy | final)),
                      take.eq(src.valid & src.ready)]
         with m.If(en):
             with m.If(take):
