@@ -173,7 +173,8 @@ class Conv2D(StageFigures, wiring.Component):
             acc_bits=self.acc_bits, levels_per_stage=self._lps, backend=self._backend,
             chunks=self._kfold, credit=self._skid)
         if cost.needs_window(geo):
-            m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd)
+            m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd,
+                                                  credit=self._skid and cost.window_slice(geo))
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):

@@ -170,7 +170,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             acc_bits=dw_acc, levels_per_stage=self._lps, backend=self._backend,
             chunks=self._dw_kfold, credit=self._skid)
         if cost.needs_window(geo):
-            m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd)
+            m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd,
+                                                  credit=self._skid and cost.window_slice(geo))
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):

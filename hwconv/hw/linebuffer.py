@@ -59,6 +59,7 @@ from amaranth.lib.wiring import In, Out
 from .. import cost
 from ..errors import HwconvError
 from . import dsp
+from .fifo import CreditQueue
 from .stream import beat_signature, elem_shape
 
 __all__ = ["LineBuffer", "window_layout", "window_signature"]
@@ -186,6 +187,15 @@ class LineBuffer(wiring.Component):
     pad_value : int
         Value of padding taps (the input zero point for a convolution, the type's minimum
         for max-pooling).  Defaults to ``op.in_q.zero_point`` when the op has one.
+    credit : bool
+        Stages A-C run free and a slot that will emit a window first takes a credit of
+        the output :class:`~hwconv.hw.fifo.CreditQueue` (4 windows, LUT RAM), which
+        stands where the output register would (the same latency): the consumer's
+        ``ready`` reaches no register here (for fast clocks).  Otherwise the stages
+        stall together when stage C emits into a full output register.  The queue lets
+        the generator run up to 4 windows ahead of a slow consumer, which changes the
+        frame time :func:`hwconv.cost.window_cycles` predicts unless every slot emits
+        (:func:`hwconv.cost.window_slice`): the stages use it only there.
 
     Attributes
     ----------
@@ -201,7 +211,7 @@ class LineBuffer(wiring.Component):
         As :func:`hwconv.cost.line_buffer`.
     """
 
-    def __init__(self, op, in_shape, *, lanes=1, dtype=None, pad_value=None):
+    def __init__(self, op, in_shape, *, lanes=1, dtype=None, pad_value=None, credit=False):
         in_q = getattr(op, "in_q", None)
         dtype = dtype if dtype is not None else (in_q.dtype if in_q else "int8")
         if pad_value is None:
@@ -213,6 +223,7 @@ class LineBuffer(wiring.Component):
         self._geo = cost.window("LineBuffer", in_shape, op.kernel, op.stride, op.padding,
                                 getattr(op, "dilation", 1), lanes)
         self._pad = pad_value
+        self._credit = bool(credit)
         taps = self._geo.rows.kernel * self._geo.cols.kernel
         super().__init__({
             "i": In(beat_signature(self._elem, lanes)),
@@ -267,9 +278,14 @@ class LineBuffer(wiring.Component):
         c_valid, c_emit, c_last = Signal(), Signal(), Signal()
         c_in = Signal.like(b_in)
         c_rmask, c_cmask = Signal(kh), Signal(kw)
-        adv = Signal()
-        m.d.comb += [adv.eq(~(c_valid & c_emit & self.o.valid & ~self.o.ready)),
-                     self.i.ready.eq(adv)]
+        if self._credit:
+            adv = Const(1, 1)
+            m.submodules.out_queue = q = CreditQueue(self.o.signature, 4)
+            wiring.connect(m, q.o, wiring.flipped(self.o))
+        else:
+            adv = Signal()
+            m.d.comb += [adv.eq(~(c_valid & c_emit & self.o.valid & ~self.o.ready)),
+                         self.i.ready.eq(adv)]
 
         # Stage A: choose the slot (input beat, virtual beat or none).
         feed = _Cursor(m, "feed", geo, _Cursor.init_at(geo, 0))
@@ -277,11 +293,19 @@ class LineBuffer(wiring.Component):
         tail = _Cursor(m, "tail", geo, tail_state)
         feeding, tail_on = Signal(), Signal()
         take, virt, slot = Signal(), Signal(), Signal()
-        m.d.comb += [take.eq(adv & self.i.valid),
-                     virt.eq(adv & ~self.i.valid & tail_on & ~feeding),
-                     slot.eq(take | virt)]
         t_emit = Signal()
         m.d.comb += t_emit.eq(tail_on & tail.emit)
+        if self._credit:
+            # a slot that may emit (the feed's window if it takes a beat, the tail's in
+            # any slot) waits for a credit; two edges from here to the queue's write
+            go = Signal()
+            m.d.comb += [go.eq(q.ok | ~(feed.emit | t_emit)), self.i.ready.eq(go),
+                         q.reserve.eq((take & feed.emit) | (slot & t_emit))]
+        else:
+            go = adv
+        m.d.comb += [take.eq(go & self.i.valid),
+                     virt.eq(go & ~self.i.valid & tail_on & ~feeding),
+                     slot.eq(take | virt)]
 
         depth = rows.dilation * cols.size * groups
         addr = Signal(range(depth))
@@ -362,17 +386,23 @@ class LineBuffer(wiring.Component):
         def tap(k, j):          # k rows above, j columns left of the newest tap
             return (colv if j == 0 else cols_l[j - 1])[k]
 
+        if self._credit:
+            out, dom = q.w_data, m.d.comb
+            m.d.comb += [q.w_en.eq(c_valid & c_emit), q.w_data.last.eq(c_last)]
+        else:
+            out, dom = self.o.payload, m.d.sync
+            with m.If(adv & c_valid & c_emit):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(c_last)]
+            with m.Elif(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
         with m.If(adv & c_valid & c_emit):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(c_last)]
             for k in range(kh):
                 for j in range(kw):
                     t = (kh - 1 - k) * kw + (kw - 1 - j)
                     pad = c_rmask[k] | c_cmask[j]
                     for lane in range(lanes):
-                        m.d.sync += self.o.payload.data[t][lane].eq(
+                        dom += out.data[t][lane].eq(
                             Mux(pad, self._pad_const(), tap(k, j)[lane]))
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         return m
 
     def _pad_const(self):
