@@ -38,7 +38,7 @@ from ..numerics import signed_bits
 from ..quant import QDense
 from . import dsp
 from ..cost import mul_latency
-from .fifo import RegisterSlice
+from .fifo import CreditQueue, RegisterSlice
 from .rom import WeightRom
 from .requant import Requantizer
 from .figures import StageFigures
@@ -201,10 +201,17 @@ class Dense(StageFigures, wiring.Component):
             limbs=cost.requant_limbs(op.requant, self._o, ni, self._backend))
         wiring.connect(m, rq.o, wiring.flipped(self.o))
 
-        # Global-stall pipeline: every register advances when the accumulator output is
-        # free or being taken by the requantizer.
-        en = Signal()
-        m.d.comb += en.eq(~rq.i.valid | rq.i.ready)
+        # skid=False: a global-stall pipeline, every register advances when the
+        # accumulator output is free or being taken by the requantizer.  skid=True: the
+        # registers run free and a step that completes an output group first takes a
+        # credit of a CreditQueue in front of the requantizer (the same latency).
+        if self._skid:
+            en = Const(1, 1)
+            acc_out = rq.i.signature.flip().create(path=("acc_out",))
+        else:
+            en = Signal()
+            m.d.comb += en.eq(~rq.i.valid | rq.i.ready)
+            acc_out = rq.i
 
         # Stage 0: step sequencer over (output group og, input chunk ic).
         og = Signal(range(no), name="og")
@@ -212,9 +219,14 @@ class Dense(StageFigures, wiring.Component):
         widx = Signal(range(no * ni), name="widx")
         first_sweep = Signal()
         m.d.comb += first_sweep.eq(og == 0)
-        m.d.comb += src.ready.eq(en & first_sweep)
+        if self._skid:
+            ok = Signal()
+            go = ok | (ic != ni - 1)
+        else:
+            go = en
+        m.d.comb += src.ready.eq(go & first_sweep)
         step = Signal()
-        m.d.comb += step.eq(en & (~first_sweep | src.valid))
+        m.d.comb += step.eq(go & (~first_sweep | src.valid))
         with m.If(step):
             m.d.sync += [ic.eq(Mux(ic == ni - 1, 0, ic + 1)),
                          widx.eq(Mux(widx == no * ni - 1, 0, widx + 1))]
@@ -272,9 +284,18 @@ class Dense(StageFigures, wiring.Component):
         acc_bits = self.acc_bits
         acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]
         bias = [int(b) for b in self._bias]
+        if self._skid:
+            depth = WeightRom.latency + mul_latency(self._backend) + regs + 2
+            m.submodules.acc_queue = q = CreditQueue(rq.i.signature.flip(), depth)
+            wiring.connect(m, q.o, rq.i)
+            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & (ic == ni - 1)),
+                         q.w_en.eq(acc_out.valid), q.w_data.eq(acc_out.payload)]
+            out = m.d.comb
+        else:
+            out = m.d.sync
         with m.If(en):
-            m.d.sync += [rq.i.valid.eq(ct.valid & ct.done), rq.i.payload.group.eq(ct.og),
-                         rq.i.payload.last.eq(ct.last)]
+            out += [acc_out.valid.eq(ct.valid & ct.done), acc_out.payload.group.eq(ct.og),
+                    acc_out.payload.last.eq(ct.last)]
             with m.If(ct.valid):
                 for p in range(pe):
                     lane_bias = [bias[g * pe + p] for g in range(no)]
@@ -282,6 +303,8 @@ class Dense(StageFigures, wiring.Component):
                         b = Const(lane_bias[0], signed(acc_bits))
                     else:
                         b = Array(Const(v, signed(acc_bits)) for v in lane_bias)[ct.og]
-                    new = Mux(ct.first, b, acc[p]) + sums[p]
-                    m.d.sync += [acc[p].eq(new), rq.i.payload.acc[p].eq(new)]
+                    new = Signal(signed(acc_bits), name=f"acc_next{p}")
+                    m.d.comb += new.eq(Mux(ct.first, b, acc[p]) + sums[p])
+                    m.d.sync += acc[p].eq(new)
+                    out += acc_out.payload.acc[p].eq(new)
         return m

@@ -155,10 +155,16 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self._depth
+        # `ok` is a flip-flop (what the counter will be, compared a cycle early): it
+        # gates the issue logic of the whole unit, so it should not start with a compare
         used = Signal(range(d + 1))
+        used_next = Signal.like(used)
         pop = Signal()
-        m.d.comb += [self.ok.eq(used != d), pop.eq(self.o.valid & self.o.ready)]
-        m.d.sync += used.eq(used + self.reserve - pop)
+        m.d.comb += [pop.eq(self.o.valid & self.o.ready),
+                     used_next.eq(used + self.reserve - pop)]
+        ok = Signal(init=1)
+        m.d.sync += [used.eq(used_next), ok.eq(used_next != d)]
+        m.d.comb += self.ok.eq(ok)
         width = Shape.cast(self.w_data.shape()).width
         m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")

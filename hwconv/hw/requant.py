@@ -315,12 +315,19 @@ class Requantizer(wiring.Component):
             m.d.comb += [rd.addr.eq(Cat(nk, ng)), rd.en.eq(en),
                          limbs.as_value().eq(rd.data)]
         else:
+            # both candidates looked up in parallel, `take` only picks one: limb 0 of
+            # the incoming beat's group, or the held beat's next limb
+            k1 = Signal(kb, name="limb_after")
+            m.d.comb += k1.eq(k + 1)
             for lane, rows in enumerate(tables):
-                sel = (_table(rows[0], unsigned(w), nk)
-                       if all(r == rows[0] for r in rows)
-                       else _table(rows, unsigned(w), ng, nk))
+                if all(r == rows[0] for r in rows):
+                    first = Const(rows[0][0], unsigned(w))
+                    nxt = _table(rows[0], unsigned(w), k1)
+                else:
+                    first = _table([r[0] for r in rows], unsigned(w), src.payload.group)
+                    nxt = _table(rows, unsigned(w), held.group, k1)
                 with m.If(en):
-                    m.d.sync += limbs[lane].eq(sel)
+                    m.d.sync += limbs[lane].eq(Mux(take, first, nxt))
 
         ctrl = Signal(data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
                                          "k": unsigned(kb)}), name="c0")
