@@ -294,9 +294,10 @@ def _backend_option(p):
                         "ecp5 (MULT18X18D), ice40 (SB_MAC16), xilinx (DSP48E1), each "
                         "with its registers")
     p.add_argument("--no-skid", action="store_true",
-                   help="register slices as plain pipeline registers: the same cycles, "
-                        "about a LUT and a flip-flop less per payload bit, but ready "
-                        "chains through the whole pipeline (slow clocks, small parts)")
+                   help="compact variant: plain pipeline registers for the register "
+                        "slices and stalling units instead of credit queues: the same "
+                        "cycles, fewer cells, but ready chains through the whole "
+                        "pipeline (slow clocks, small parts)")
 
 
 def _add_explore_command(sub):

@@ -148,9 +148,12 @@ def compile(model, *, clock_mhz=100.0, fps=None, max_multipliers=None, in_lanes=
         :mod:`hwconv.hw.dsp`.
     skid : bool
         Register slices with a skid entry (default): the ready chains end at every
-        stage.  ``False`` makes them plain pipeline registers: the same cycles and
-        latency, about one LUT and one flip-flop less per payload bit, for a slow clock
-        on a small part (:class:`hwconv.hw.fifo.RegisterSlice`).
+        stage, and the line buffers, MAC arrays and requantizers run free on credits of
+        small output queues (:class:`hwconv.hw.fifo.CreditQueue`) instead of stalling.
+        ``False`` makes the slices plain pipeline registers and the units stall as a
+        whole: the same cycles and latency, fewer cells (about one LUT and one
+        flip-flop less per slice payload bit, no queues), for a slow clock on a small
+        part (:class:`hwconv.hw.fifo.RegisterSlice`).
     """
     if not isinstance(model, Model):
         model = load(model, **load_options)

@@ -102,8 +102,11 @@ class Conv2D(StageFigures, wiring.Component):
         Multiplier back end: ``generic``, ``ecp5``, ``ice40`` or ``xilinx``
         (:mod:`hwconv.hw.dsp`).
     skid : bool
-        Register slices with a skid entry (default), or plain pipeline registers
-        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
+        ``True`` (default, for fast clocks): register slices with a skid entry, and the
+        line buffer (where every slot emits), MAC arrays and requantizers run free on
+        credits of small output queues (:class:`~hwconv.hw.fifo.CreditQueue`), so no
+        stall signal fans out.  ``False``: plain pipeline registers and stalls (the
+        same cycles, fewer cells).
 
     Attributes
     ----------

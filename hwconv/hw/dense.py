@@ -116,8 +116,10 @@ class Dense(StageFigures, wiring.Component):
     backend : str
         Multiplier back end (:mod:`hwconv.hw.dsp`).
     skid : bool
-        Register slices with a skid entry (default), or plain pipeline registers
-        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
+        ``True`` (default, for fast clocks): an input register slice with a skid entry,
+        and a datapath and requantizer that run free on credits of small queues
+        (:class:`~hwconv.hw.fifo.CreditQueue`).  ``False``: a plain input register and
+        a global stall (the same cycles, fewer cells).
 
     Attributes
     ----------

@@ -94,8 +94,11 @@ class DepthwisePointwise(StageFigures, wiring.Component):
     backend : str
         Multiplier back end (:mod:`hwconv.hw.dsp`).
     skid : bool
-        Register slices with a skid entry (default), or plain pipeline registers
-        (:class:`~hwconv.hw.fifo.RegisterSlice`): same cycles, fewer flip-flops.
+        ``True`` (default, for fast clocks): register slices with a skid entry, and the
+        line buffer (where every slot emits), MAC arrays and requantizers run free on
+        credits of small output queues (:class:`~hwconv.hw.fifo.CreditQueue`), so no
+        stall signal fans out.  ``False``: plain pipeline registers and stalls (the
+        same cycles, fewer cells).
 
     Attributes
     ----------

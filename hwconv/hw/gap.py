@@ -54,7 +54,8 @@ class GlobalAvgPool(StageFigures, wiring.Component):
     backend : str
         Multiplier back end of the requantizer (:mod:`hwconv.hw.dsp`).
     skid : bool
-        The requantizer's output register slice with a skid entry, or a plain register.
+        The requantizer runs free on credits of its output queue, or stalls and ends in
+        a plain register (:class:`~hwconv.hw.requant.Requantizer`).
     """
 
     def __init__(self, op, in_shape, *, lanes=1, backend="generic", skid=True):

@@ -28,10 +28,11 @@ The first beat of a pixel starts from the bias (the caller folds the input zero 
 8-bit multiplier operands).
 
 Pipeline (global stall, or free-running with credits, ``credit=True``: see
-:class:`~hwconv.hw.fifo.CreditQueue`): weight ROM read (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the
-input beat delayed alike), products (:func:`hwconv.hw.dsp.multiply`,
-:func:`hwconv.cost.mul_latency` of the back end), adder tree (registers every ``levels_per_stage`` levels, see
-:func:`hwconv.hw.dense.adder_tree`), accumulator/output register (1).  Throughput: one
+:class:`~hwconv.hw.fifo.CreditQueue`): weight ROM read
+(:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the input beat delayed
+alike), products (:func:`hwconv.hw.dsp.multiply`, :func:`hwconv.cost.mul_latency` of the
+back end), adder tree (registers every ``levels_per_stage`` levels, see
+:func:`hwconv.hw.dense.adder_tree`), accumulator/output register or queue (1).  Throughput: one
 ``(beat, fold)`` step per cycle.
 """
 
