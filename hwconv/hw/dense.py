@@ -272,7 +272,6 @@ class Dense(StageFigures, wiring.Component):
         prods = [[dsp.multiply(m, x[s], rom_rd.data[p * simd + s], en, self._backend,
                                f"mul_{p}_{s}")[:pbits].as_signed()
                   for s in range(simd)] for p in range(pe)]
-        c2 = dsp.delay(m, en, c1, mul_latency(self._backend), "ctrl_s2")
 
         # Adder tree per PE lane, then the accumulator.
         sums = []
@@ -281,7 +280,12 @@ class Dense(StageFigures, wiring.Component):
             total, _, regs = adder_tree(m, prods[p], [xb * wmax] * simd, en,
                                         self._levels_per_stage, f"tree{p}")
             sums.append(total)
-        ct = dsp.delay(m, en, c2, regs, "ctrl_tree")
+        # ct: the control of the products' sums (c1 delayed by the products and the
+        # tree); ct_pre is ct one edge earlier: in credit mode the output group's bias
+        # is looked up there and registered, so only the first-step select stays before
+        # the accumulator's adder
+        ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend) + regs - 1, "ctrl_s2")
+        ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
         acc_bits = self.acc_bits
         acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]
@@ -298,15 +302,23 @@ class Dense(StageFigures, wiring.Component):
         with m.If(en):
             out += [acc_out.valid.eq(ct.valid & ct.done), acc_out.payload.group.eq(ct.og),
                     acc_out.payload.last.eq(ct.last)]
-            with m.If(ct.valid):
-                for p in range(pe):
-                    lane_bias = [bias[g * pe + p] for g in range(no)]
-                    if len(set(lane_bias)) == 1:
-                        b = Const(lane_bias[0], signed(acc_bits))
-                    else:
-                        b = Array(Const(v, signed(acc_bits)) for v in lane_bias)[ct.og]
-                    new = Signal(signed(acc_bits), name=f"acc_next{p}")
-                    m.d.comb += new.eq(Mux(ct.first, b, acc[p]) + sums[p])
-                    m.d.sync += acc[p].eq(new)
-                    out += acc_out.payload.acc[p].eq(new)
+        for p in range(pe):
+            lane_bias = [bias[g * pe + p] for g in range(no)]
+            if len(set(lane_bias)) == 1:
+                b = Const(lane_bias[0], signed(acc_bits))
+            elif self._skid:
+                b = Signal(signed(acc_bits), name=f"bias{p}", reset_less=True)
+                m.d.sync += b.eq(Array(Const(v, signed(acc_bits))
+                                       for v in lane_bias)[ct_pre.og])
+            else:
+                b = Array(Const(v, signed(acc_bits)) for v in lane_bias)[ct.og]
+            new = Signal(signed(acc_bits), name=f"acc_next{p}")
+            m.d.comb += new.eq(Mux(ct.first, b, acc[p]) + sums[p])
+            with m.If(en & ct.valid):
+                m.d.sync += acc[p].eq(new)
+            if self._skid:      # a plain wire into the queue (written only when valid)
+                m.d.comb += acc_out.payload.acc[p].eq(new)
+            else:
+                with m.If(en & ct.valid):
+                    m.d.sync += acc_out.payload.acc[p].eq(new)
         return m

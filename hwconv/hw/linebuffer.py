@@ -395,7 +395,9 @@ class LineBuffer(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(c_last)]
             with m.Elif(self.o.ready):
                 m.d.sync += self.o.valid.eq(0)
-        with m.If(adv & c_valid & c_emit):
+        # credit mode: plain wires into the queue (written only on w_en)
+        taken = Const(1, 1) if self._credit else adv & c_valid & c_emit
+        with m.If(taken):
             for k in range(kh):
                 for j in range(kw):
                     t = (kh - 1 - k) * kw + (kw - 1 - j)
