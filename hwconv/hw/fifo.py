@@ -155,15 +155,16 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self._depth
-        # `ok` is a flip-flop (what the counter will be, compared a cycle early): it
-        # gates the issue logic of the whole unit, so it should not start with a compare
+        # `ok` is a flip-flop that assumes a credit is taken this cycle: ``used + 1 -
+        # pop < depth``.  It then depends neither on the unit's issue logic (which
+        # `reserve` comes from, and which `ok` gates) nor on a compare of its own; it
+        # is one credit pessimistic only in a cycle that takes none, which a stream at
+        # full rate never has (tests/test_hw_fifo.py: full rate at latency + 2).
         used = Signal(range(d + 1))
-        used_next = Signal.like(used)
         pop = Signal()
-        m.d.comb += [pop.eq(self.o.valid & self.o.ready),
-                     used_next.eq(used + self.reserve - pop)]
+        m.d.comb += pop.eq(self.o.valid & self.o.ready)
         ok = Signal(init=1)
-        m.d.sync += [used.eq(used_next), ok.eq(used_next != d)]
+        m.d.sync += [used.eq(used + self.reserve - pop), ok.eq(used + 1 < d + pop)]
         m.d.comb += self.ok.eq(ok)
         width = Shape.cast(self.w_data.shape()).width
         m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
