@@ -188,14 +188,15 @@ class LineBuffer(wiring.Component):
         Value of padding taps (the input zero point for a convolution, the type's minimum
         for max-pooling).  Defaults to ``op.in_q.zero_point`` when the op has one.
     credit : bool
-        Stages A-C run free and a slot that will emit a window first takes a credit of
-        the output :class:`~hwconv.hw.fifo.CreditQueue` (4 windows, LUT RAM), which
-        stands where the output register would (the same latency): the consumer's
-        ``ready`` reaches no register here (for fast clocks).  Otherwise the stages
-        stall together when stage C emits into a full output register.  The queue lets
-        the generator run up to 4 windows ahead of a slow consumer, which changes the
-        frame time :func:`hwconv.cost.window_cycles` predicts unless every slot emits
-        (:func:`hwconv.cost.window_slice`): the stages use it only there.
+        Stages A-C run free, a slot waits for a credit of the output
+        :class:`~hwconv.hw.fifo.CreditQueue` (4 windows, LUT RAM) and takes it if it
+        emits a window; the queue stands where the output register would (the same
+        latency): the consumer's ``ready`` reaches no register here (for fast clocks).
+        Otherwise the stages stall together when stage C emits into a full output
+        register.  The queue lets the generator run up to 4 windows ahead of a slow
+        consumer, which changes the frame time :func:`hwconv.cost.window_cycles`
+        predicts unless every slot emits (:func:`hwconv.cost.window_slice`): the stages
+        use it only there (a slot that emits nothing would still wait for a credit).
 
     Attributes
     ----------
@@ -296,10 +297,13 @@ class LineBuffer(wiring.Component):
         t_emit = Signal()
         m.d.comb += t_emit.eq(tail_on & tail.emit)
         if self._credit:
-            # a slot that may emit (the feed's window if it takes a beat, the tail's in
-            # any slot) waits for a credit; two edges from here to the queue's write
-            go = Signal()
-            m.d.comb += [go.eq(q.ok | ~(feed.emit | t_emit)), self.i.ready.eq(go),
+            # every slot waits for a credit (where the stages use credit mode every slot
+            # emits, cost.window_slice, so that costs nothing, and the cursors' emit
+            # logic stays off the take path); a slot that emits takes it: the feed's
+            # window if it takes a beat, the tail's in any slot.  Two edges from here
+            # to the queue's write.
+            go = q.ok
+            m.d.comb += [self.i.ready.eq(go),
                          q.reserve.eq((take & feed.emit) | (slot & t_emit))]
         else:
             go = adv
