@@ -15,8 +15,8 @@ covering ``OUTREG``).
 A read port's register is absorbed only when the move is exact: every used data bit of
 the port drives exactly one ``TRELLIS_FF`` data input and nothing else; those
 flip-flops share the block's clock and one clock enable, have no set/reset (``LSR``
-unconnected or constant 0, reset value 0, which is what the block's output register
-powers up to) and the port's own reset is constant 0.  A 36-bit read (Yosys's
+unconnected or constant 0, reset and initial value 0, which is what the block's output
+register powers up to) and the port's own reset is constant 0.  A 36-bit read (Yosys's
 ``PDPW16KD`` arrangement: low half on ``DOA``, high half on ``DOB``) moves all 36
 registers at once and sets both ports' ``REGMODE`` and ``OCE`` (which of the two
 output registers a 36-bit read passes through is not documented for this arrangement,
@@ -105,6 +105,7 @@ def _absorb_module(mod):
                         or fc.get("CLK") != conn.get(f"CLK{x}")
                         or _param(fp, "REGSET", "RESET") != "RESET"
                         or not _is_const0(fc.get("LSR"))
+                        or "1" in str(ff.get("attributes", {}).get("init", "0"))
                         or fc.get("M") not in (None, ["0"], ["x"])):
                     ok = False
                     break
@@ -132,6 +133,8 @@ def _absorb_module(mod):
                                                           "Z": "output"},
                     "connections": {"A": list(ce), "B": ["0"], "C": ["0"], "D": ["0"],
                                     "Z": [net]}}
+                mod.setdefault("netnames", {})[f"{inv}_Z"] = {
+                    "hide_name": 0, "bits": [net], "attributes": {}}
                 oce = [net]
             else:
                 continue
