@@ -49,6 +49,8 @@ def _absorb_module(mod):
     """Rewrite one module of a Yosys JSON netlist in place; returns ``(flip-flops
     absorbed, LUT inverters added)``."""
     cells = mod.get("cells", {})
+    if not any(c.get("type") == "DP16KD" for c in cells.values()):
+        return 0, 0
     loads = {}
     for name, c in cells.items():
         dirs = c.get("port_directions", {})

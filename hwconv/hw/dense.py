@@ -61,6 +61,22 @@ def _value_bound(q):
     return max(abs(q.qmin), abs(q.qmax))
 
 
+def group_bias(m, values, shape, group, early_group, early, en, name):
+    """An accumulator's start value for output group ``group``: ``values[group]``, a
+    constant when all are equal.  ``early``: looked up from ``early_group`` (the same
+    control one edge before) into a register (advancing when ``en``), so the select sits
+    off the accumulator's adder; else a mux on ``group``."""
+    if len(set(values)) == 1:
+        return Const(values[0], shape)
+    table = Array(Const(v, shape) for v in values)
+    if not early:
+        return table[group]
+    reg = Signal(shape, name=name, reset_less=True)
+    with m.If(en):
+        m.d.sync += reg.eq(table[early_group])
+    return reg
+
+
 def adder_tree(m, terms, bounds, en, levels_per_stage, name):
     """Pairwise sum of ``terms`` (each with a magnitude bound), pipelined.
 
@@ -291,8 +307,8 @@ class Dense(StageFigures, wiring.Component):
         acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]
         bias = [int(b) for b in self._bias]
         if self._skid:
-            depth = WeightRom.latency + mul_latency(self._backend) + regs + 2
-            m.submodules.acc_queue = q = CreditQueue(rq.i.signature.flip(), depth)
+            latency = WeightRom.latency + mul_latency(self._backend) + regs
+            m.submodules.acc_queue = q = CreditQueue.covering(rq.i.signature.flip(), latency)
             wiring.connect(m, q.o, rq.i)
             m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & (ic == ni - 1)),
                          q.w_en.eq(acc_out.valid), q.w_data.eq(acc_out.payload)]
@@ -303,15 +319,8 @@ class Dense(StageFigures, wiring.Component):
             out += [acc_out.valid.eq(ct.valid & ct.done), acc_out.payload.group.eq(ct.og),
                     acc_out.payload.last.eq(ct.last)]
         for p in range(pe):
-            lane_bias = [bias[g * pe + p] for g in range(no)]
-            if len(set(lane_bias)) == 1:
-                b = Const(lane_bias[0], signed(acc_bits))
-            elif self._skid:
-                b = Signal(signed(acc_bits), name=f"bias{p}", reset_less=True)
-                m.d.sync += b.eq(Array(Const(v, signed(acc_bits))
-                                       for v in lane_bias)[ct_pre.og])
-            else:
-                b = Array(Const(v, signed(acc_bits)) for v in lane_bias)[ct.og]
+            b = group_bias(m, [bias[g * pe + p] for g in range(no)], signed(acc_bits),
+                           ct.og, ct_pre.og, self._skid, en, f"bias{p}")
             new = Signal(signed(acc_bits), name=f"acc_next{p}")
             m.d.comb += new.eq(Mux(ct.first, b, acc[p]) + sums[p])
             with m.If(en & ct.valid):

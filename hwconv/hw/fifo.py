@@ -148,6 +148,12 @@ class CreditQueue(wiring.Component):
         super().__init__({"reserve": In(1), "ok": Out(1), "w_en": In(1),
                           "w_data": In(layout), "o": Out(signature)})
 
+    @classmethod
+    def covering(cls, signature, latency):
+        """The queue for a pipeline of ``latency`` edges from ``reserve`` to ``w_en``:
+        ``latency + 2`` credits, the fewest that keep one beat per cycle."""
+        return cls(signature, latency + 2)
+
     @property
     def depth(self):
         return self._depth

@@ -281,7 +281,8 @@ class LineBuffer(wiring.Component):
         c_rmask, c_cmask = Signal(kh), Signal(kw)
         if self._credit:
             adv = Const(1, 1)
-            m.submodules.out_queue = q = CreditQueue(self.o.signature, 4)
+            # stage A takes the credit, stage C writes: two edges
+            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature, 2)
             wiring.connect(m, q.o, wiring.flipped(self.o))
         else:
             adv = Signal()

@@ -48,7 +48,7 @@ from ..cost import mul_latency
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
-from .dense import adder_tree
+from .dense import adder_tree, group_bias
 from .fifo import CreditQueue
 from .requant import acc_layout
 from .rom import WeightRom
@@ -251,7 +251,7 @@ class MacArray(wiring.Component):
         out_valid = ct.valid & ct.final & ct.tail
         if self._credit:
             latency = WeightRom.latency + mul_latency(self._backend.name) + regs
-            m.submodules.out_queue = q = CreditQueue(self.o.signature, latency + 2)
+            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature, latency)
             m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & produces), q.w_en.eq(out_valid),
                          q.w_data.group.eq(ct.group), q.w_data.last.eq(ct.last)]
             wiring.connect(m, q.o, wiring.flipped(self.o))
@@ -264,15 +264,8 @@ class MacArray(wiring.Component):
                              self.o.payload.group.eq(ct.group),
                              self.o.payload.last.eq(ct.last)]
             for p in range(pe):
-                values = [int(b) for b in self._bias[:, p]]
-                if len(set(values)) == 1:
-                    start = Const(values[0], acc_shape)
-                elif self._credit:
-                    start = Signal(acc_shape, name=f"bias{p}", reset_less=True)
-                    m.d.sync += start.eq(Array(Const(v, acc_shape)
-                                               for v in values)[ct_pre.group])
-                else:
-                    start = Array(Const(v, acc_shape) for v in values)[ct.group]
+                start = group_bias(m, [int(b) for b in self._bias[:, p]], acc_shape,
+                                   ct.group, ct_pre.group, self._credit, en, f"bias{p}")
                 if banked:
                     start = Mux(ct.first, start, bank[0][p])
                 if part is not None:

@@ -199,7 +199,9 @@ class Requantizer(wiring.Component):
             # queue, which stands where the register slice would (one edge, the same
             # latency), so no stall fans out to the registers and multipliers.
             dst = self.o.signature.create(path=("dst",))
-            m.submodules.out_queue = q = CreditQueue(self.o.signature, self.latency + 1)
+            # the queue's write is `latency - 1` edges after the take
+            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature,
+                                                              self.latency - 1)
             wiring.connect(m, q.o, wiring.flipped(self.o))
             m.d.comb += [q.w_en.eq(dst.valid), q.w_data.eq(dst.payload),
                          q.reserve.eq(self.i.valid & self.i.ready)]   # one beat out each
@@ -296,9 +298,6 @@ class Requantizer(wiring.Component):
         # next cycle (limb 0 of a beat taken now, else the held beat's next limb), so
         # its registered output (a block RAM's read register) meets the held beat.
         kb = max(1, (n - 1).bit_length())
-        nk, ng = Signal(kb, name="next_limb"), Signal.like(src.payload.group, name="next_g")
-        m.d.comb += [nk.eq(Mux(take, 0, k + 1)),
-                     ng.eq(Mux(take, src.payload.group, held.group))]
         mask = (1 << w) - 1
         # rows: channel groups, columns: limbs, least significant first
         tables = [[[(mc >> (w * j)) & mask for j in range(n)] for mc in self._mult[lane::lanes]]
@@ -312,7 +311,11 @@ class Requantizer(wiring.Component):
                 shape=unsigned(w * lanes), depth=len(words), init=words,
                 attrs={"ram_style": "block"})
             rd = mem.read_port()
-            m.d.comb += [rd.addr.eq(Cat(nk, ng)), rd.en.eq(en),
+            nk, ng = Signal(kb, name="next_limb"), Signal.like(src.payload.group,
+                                                                name="next_g")
+            m.d.comb += [nk.eq(Mux(take, 0, k + 1)),
+                         ng.eq(Mux(take, src.payload.group, held.group)),
+                         rd.addr.eq(Cat(nk, ng)), rd.en.eq(en),
                          limbs.as_value().eq(rd.data)]
         else:
             # both candidates looked up in parallel, `take` only picks one: limb 0 of
