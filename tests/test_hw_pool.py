@@ -24,9 +24,10 @@ def activation(name, dtype):
     return make_act(in_q=qparams(dtype, 0.05, 3, 120), **ACTS[name])
 
 
-def check_pool(shape, pool, act_name, lanes=1, dtype="int8", frames=3, seed=0, timing=False):
+def check_pool(shape, pool, act_name, lanes=1, dtype="int8", frames=3, seed=0, timing=False,
+               skid=True):
     act = activation(act_name, dtype) if act_name else None
-    dut = PoolActivate(pool, act, shape, lanes=lanes, dtype=dtype)
+    dut = PoolActivate(pool, act, shape, lanes=lanes, dtype=dtype, skid=skid)
     q = act.in_q if act else qparams(dtype, 1.0, 0, 0)
     xs = random_frames(q, shape, frames, seed, extreme=True)
     expect = golden.pool_activate(xs, pool, act)
@@ -53,19 +54,22 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("skid", [True, False], ids=["credit", "stall"])
 @pytest.mark.parametrize("shape,pool,act,lanes,dtype", CASES)
-def test_pool_activate_bit_exact(shape, pool, act, lanes, dtype):
+def test_pool_activate_bit_exact(shape, pool, act, lanes, dtype, skid):
+    """Random valid gaps and ready stalls; credit queues (skid) or a global stall."""
     pool = MaxPool(*pool) if pool else None
-    check_pool(shape, pool, act, lanes, dtype, seed=lanes + len(shape))
+    check_pool(shape, pool, act, lanes, dtype, seed=lanes + len(shape), skid=skid)
 
 
 @pytest.mark.parametrize("shape,pool,act,lanes", [
     ((6, 7, 2), (2, None, 0), "relu", 1), ((6, 7, 2), (3, 1, 1), "leaky", 2),
     ((6, 7, 2), None, "leaky", 1), ((7, 9, 2), (3, 2, "same"), None, 2)])
-def test_timing_exact(shape, pool, act, lanes):
+@pytest.mark.parametrize("skid", [True, False], ids=["credit", "stall"])
+def test_timing_exact(shape, pool, act, lanes, skid):
     """One slot per cycle: H*W*C/lanes cycles per frame, exact latency."""
     dut = check_pool(shape, MaxPool(*pool) if pool else None, act, lanes, frames=4,
-                     timing=True)
+                     timing=True, skid=skid)
     assert dut.cycles_per_frame == shape[0] * shape[1] * shape[2] // lanes
     assert dut.multipliers == 0
 

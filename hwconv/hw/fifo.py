@@ -9,7 +9,7 @@ stage run at its own steady rate, so the pipeline reaches the slowest stage's ra
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, Signal
+from amaranth import Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import HwconvError
 
-__all__ = ["StreamFifo", "RegisterSlice", "CreditQueue"]
+__all__ = ["StreamFifo", "RegisterSlice", "CreditQueue", "UnitOutput"]
 
 
 class StreamFifo(wiring.Component):
@@ -189,3 +189,61 @@ class CreditQueue(wiring.Component):
         with m.If(self.w_en):
             m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         return m
+
+
+class UnitOutput:
+    """The end of a simple unit's pipeline, one beat in for one beat out (a
+    :mod:`~hwconv.hw.stream` beat of lanes): its output register, or (``credit``) a
+    :class:`CreditQueue` standing in its place.
+
+    Stall mode: every register of the unit advances on ``en = ~o.valid | o.ready``,
+    which is also ``i.ready``.  Credit mode: the unit runs free (``en`` is constant), a
+    beat enters only with a credit (``i.ready`` is the queue's ``ok``, a flip-flop) and
+    its result is written into the queue: the same latency, and the consumer's
+    ``ready`` reaches no register of the unit.
+
+    Parameters
+    ----------
+    m : Module
+    unit : wiring.Component
+        With stream ports ``i`` and ``o``.
+    latency : int
+        The unit's register stages from ``i`` to ``o`` (the last one is the output
+        register or the queue).
+    credit : bool
+
+    Attributes
+    ----------
+    en : Value
+        Advance the unit's registers (``Const(1)`` in credit mode).
+    valid : Value
+        A beat enters the pipeline this cycle (to carry down its valid flags).
+    """
+
+    def __init__(self, m, unit, latency, credit):
+        self._m, self._unit, self._credit = m, unit, bool(credit)
+        if self._credit:
+            m.submodules.out_queue = q = CreditQueue.covering(unit.o.signature, latency - 1)
+            wiring.connect(m, q.o, wiring.flipped(unit.o))
+            self._q, self.en = q, Const(1, 1)
+            self.valid = Signal(name="take")
+            m.d.comb += [unit.i.ready.eq(q.ok), self.valid.eq(q.ok & unit.i.valid),
+                         q.reserve.eq(self.valid)]
+        else:
+            self.en, self.valid = Signal(name="en"), unit.i.valid
+            m.d.comb += [self.en.eq(~unit.o.valid | unit.o.ready),
+                         unit.i.ready.eq(self.en)]
+
+    def write(self, valid, last, values):
+        """The last stage: ``valid``, ``last`` and the output beat's lane values
+        (registered, or plain wires into the queue)."""
+        m = self._m
+        if self._credit:
+            q = self._q
+            m.d.comb += [q.w_en.eq(valid), q.w_data.last.eq(last)]
+            m.d.comb += [q.w_data.data[k].eq(v) for k, v in enumerate(values)]
+            return
+        o = self._unit.o
+        with m.If(self.en):
+            m.d.sync += [o.valid.eq(valid), o.payload.last.eq(last)]
+            m.d.sync += [o.payload.data[k].eq(v) for k, v in enumerate(values)]

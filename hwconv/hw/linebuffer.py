@@ -193,11 +193,13 @@ class LineBuffer(wiring.Component):
         emits a window; the queue stands where the output register would (the same
         latency): the consumer's ``ready`` reaches no register here (for fast clocks).
         Otherwise the stages stall together when stage C emits into a full output
-        register.  The queue lets the generator run up to 4 windows ahead of a slow
-        consumer, which changes the frame time :func:`hwconv.cost.window_cycles`
-        predicts unless every slot emits (:func:`hwconv.cost.window_slice`): the stages
-        use it only there (a slot that emits nothing would still wait for a credit).
-
+        register.  Every slot waits for a credit, so while the queue is full a slow
+        consumer also holds up slots that emit nothing (which the stall mode lets
+        through), and the queue lets the generator run up to 4 windows ahead: the frame
+        time then differs from what :func:`hwconv.cost.window_cycles` predicts, unless
+        every slot emits (:func:`hwconv.cost.window_slice`).  So a folded consumer
+        inside a stage (a MAC array) uses it only there; a stage whose consumer is the
+        next stage, through its own queue (a pool), uses it everywhere.
     Attributes
     ----------
     i : In(beat_signature(elem, lanes))
@@ -298,9 +300,8 @@ class LineBuffer(wiring.Component):
         t_emit = Signal()
         m.d.comb += t_emit.eq(tail_on & tail.emit)
         if self._credit:
-            # every slot waits for a credit (where the stages use credit mode every slot
-            # emits, cost.window_slice, so that costs nothing, and the cursors' emit
-            # logic stays off the take path); a slot that emits takes it: the feed's
+            # every slot waits for a credit (so the cursors' emit logic stays off the
+            # take path; see the `credit` parameter); a slot that emits takes it: the feed's
             # window if it takes a beat, the tail's in any slot.  Two edges from here
             # to the queue's write.
             go = q.ok

@@ -46,7 +46,8 @@ def make_stage(spec, backend="generic", skid=True):
         return DepthwisePointwise(ops["dw"], ops["dw_act"], ops["pw"], ops["pw_act"],
                                   spec.in_shape, backend=backend, skid=skid, **f)
     if spec.kind == "pool_activate":
-        return PoolActivate(ops["pool"], ops["act"], spec.in_shape, dtype=ops["dtype"], **f)
+        return PoolActivate(ops["pool"], ops["act"], spec.in_shape, dtype=ops["dtype"],
+                            skid=skid, **f)
     if spec.kind == "dense":
         return Dense(ops["dense"], spec.in_shape, backend=backend, skid=skid, **f)
     if spec.kind == "gap":

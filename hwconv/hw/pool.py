@@ -33,6 +33,7 @@ from ..numerics import DTYPES
 from ..quant import QActivation
 from .linebuffer import LineBuffer, window_signature
 from .requant import clamp, round_shift_const
+from .fifo import UnitOutput
 from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
@@ -57,6 +58,9 @@ class ActivationUnit(wiring.Component):
         Per-tensor ``pos``/``neg`` requantizers (as the quantizer makes them).
     lanes : int
         Values per beat.
+    credit : bool
+        Run free on the credits of an output :class:`~hwconv.hw.fifo.CreditQueue`
+        instead of stalling (:class:`~hwconv.hw.fifo.UnitOutput`).
 
     Attributes
     ----------
@@ -66,7 +70,7 @@ class ActivationUnit(wiring.Component):
         Register stages (1 for a pure clamp, else 3).
     """
 
-    def __init__(self, act, lanes):
+    def __init__(self, act, lanes, *, credit=False):
         if not isinstance(act, QActivation):
             raise HwconvError(f"ActivationUnit: act must be a QActivation, not "
                               f"{type(act).__name__}")
@@ -74,6 +78,7 @@ class ActivationUnit(wiring.Component):
         self._pos = _scalar(act.pos, "positive")
         self._neg = _scalar(act.neg, "negative")
         self._clamp = act.is_clamp
+        self._credit = bool(credit)
         super().__init__({
             "i": In(beat_signature(elem_shape(act.in_q.dtype), lanes)),
             "o": Out(beat_signature(elem_shape(act.out_q.dtype), lanes)),
@@ -86,28 +91,24 @@ class ActivationUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         act, lanes = self._act, self._lanes
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        out = UnitOutput(m, self, self.latency, self._credit)
         x = self.i.payload.data
         zp_in, zp_out = act.in_q.zero_point, act.out_q.zero_point
 
         if self._clamp:
             rectify = self._neg[0] == 0     # ReLU: below the zero point maps to it
-            with m.If(en):
-                m.d.sync += [self.o.valid.eq(self.i.valid),
-                             self.o.payload.last.eq(self.i.payload.last)]
-                for lane in range(lanes):
-                    v = Mux(x[lane] < zp_in, zp_in, x[lane]) if rectify else x[lane]
-                    m.d.sync += self.o.payload.data[lane].eq(clamp(v, act.lo, act.hi))
+            out.write(out.valid, self.i.payload.last, [
+                clamp(Mux(x[lane] < zp_in, zp_in, x[lane]) if rectify else x[lane],
+                      act.lo, act.hi) for lane in range(lanes)])
             return m
 
         (pm, ps), (nm, ns) = self._pos, self._neg
         v1, v2, last1, last2 = Signal(), Signal(), Signal(), Signal()
         prod_bits = 10 + max(pm, nm, 1).bit_length() + 1
-        with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), v2.eq(v1), self.o.valid.eq(v2),
-                         last1.eq(self.i.payload.last), last2.eq(last1),
-                         self.o.payload.last.eq(last2)]
+        results = []
+        with m.If(out.en):
+            m.d.sync += [v1.eq(out.valid), v2.eq(v1),
+                         last1.eq(self.i.payload.last), last2.eq(last1)]
             for lane in range(lanes):
                 d = Signal(signed(10), name=f"d{lane}")
                 m.d.comb += d.eq(x[lane] - zp_in)
@@ -118,12 +119,17 @@ class ActivationUnit(wiring.Component):
                 r = Signal(signed(prod_bits), name=f"r{lane}")
                 m.d.sync += r.eq(Mux(neg1, round_shift_const(nprod, ns, act.neg.rounding),
                                      round_shift_const(pprod, ps, act.pos.rounding)))
-                m.d.sync += self.o.payload.data[lane].eq(clamp(r + zp_out, act.lo, act.hi))
+                results.append(clamp(r + zp_out, act.lo, act.hi))
+        out.write(v2, last2, results)
         return m
 
 
 class WindowMax(wiring.Component):
     """Per-lane maximum of each window beat (a comparator tree, pipelined).
+
+    ``credit``: run free on the credits of an output
+    :class:`~hwconv.hw.fifo.CreditQueue` instead of stalling
+    (:class:`~hwconv.hw.fifo.UnitOutput`).
 
     Attributes
     ----------
@@ -133,9 +139,9 @@ class WindowMax(wiring.Component):
         Register stages: one per ``levels_per_stage`` comparator levels, at least one.
     """
 
-    def __init__(self, elem, lanes, taps, levels_per_stage=1):
+    def __init__(self, elem, lanes, taps, levels_per_stage=1, *, credit=False):
         self._elem, self._lanes, self._taps = elem, lanes, taps
-        self._lps = levels_per_stage
+        self._lps, self._credit = levels_per_stage, bool(credit)
         super().__init__({"i": In(window_signature(elem, lanes, taps)),
                           "o": Out(beat_signature(elem, lanes))})
 
@@ -145,9 +151,8 @@ class WindowMax(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        valid, last = self.i.valid, self.i.payload.last
+        out = UnitOutput(m, self, self.latency, self._credit)
+        en, valid, last = out.en, out.valid, self.i.payload.last
         terms = [[self.i.payload.data[t][lane] for t in range(self._taps)]
                  for lane in range(self._lanes)]
         level = 0
@@ -168,10 +173,7 @@ class WindowMax(wiring.Component):
                     for regs, vals in zip(staged, terms):
                         m.d.sync += [r.eq(val) for r, val in zip(regs, vals)]
                 terms, valid, last = staged, v, lst
-        with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.last.eq(last)]
-            for lane in range(self._lanes):
-                m.d.sync += self.o.payload.data[lane].eq(terms[lane][0])
+        out.write(valid, last, [vals[0] for vals in terms])
         return m
 
 
@@ -190,6 +192,13 @@ class PoolActivate(StageFigures, wiring.Component):
         otherwise.
     levels_per_stage : int
         Comparator levels between pipeline registers (0: combinational tree).
+    skid : bool
+        ``True`` (default, for fast clocks): the line buffer, comparator tree and
+        activation each run free on the credits of a small output queue
+        (:class:`~hwconv.hw.fifo.CreditQueue`), so no stall net spans the stage and the
+        consumer's ``ready`` reaches none of its registers.  ``False``: they stall
+        together on the consumer's ``ready`` (fewer flip-flops, for small parts).  The
+        same latency, and one beat per cycle into a consumer that keeps up, either way.
 
     Attributes
     ----------
@@ -202,12 +211,14 @@ class PoolActivate(StageFigures, wiring.Component):
         0 (LeakyReLU's constant multipliers are shift-and-add logic).
     """
 
-    def __init__(self, pool, act, in_shape, *, lanes=1, dtype=None, levels_per_stage=1):
+    def __init__(self, pool, act, in_shape, *, lanes=1, dtype=None, levels_per_stage=1,
+                 skid=True):
         self._cost = cost.pool_activate(pool, act, in_shape, lanes=lanes, dtype=dtype,
                                         levels_per_stage=levels_per_stage)
         self._dtype = act.in_q.dtype if act is not None else dtype
         self._pool, self._act = pool, act
         self._in_shape, self._lanes, self._lps = tuple(in_shape), lanes, levels_per_stage
+        self._skid = bool(skid)
         if pool is not None:
             self._geo = cost.window("PoolActivate", in_shape, pool.kernel, pool.stride,
                                     pool.padding, 1, lanes)
@@ -239,14 +250,16 @@ class PoolActivate(StageFigures, wiring.Component):
             elem = elem_shape(self._dtype)
             m.submodules.window = lb = LineBuffer(self._pool, self._in_shape,
                                                   lanes=self._lanes, dtype=self._dtype,
-                                                  pad_value=DTYPES[self._dtype][0])
+                                                  pad_value=DTYPES[self._dtype][0],
+                                                  credit=self._skid)
             taps = int(np.prod(self._pool.kernel))
-            m.submodules.max = mx = WindowMax(elem, self._lanes, taps, self._lps)
+            m.submodules.max = mx = WindowMax(elem, self._lanes, taps, self._lps,
+                                              credit=self._skid)
             wiring.connect(m, src, lb.i)
             wiring.connect(m, lb.o, mx.i)
             src = mx.o
         if self._act is not None:
-            m.submodules.act = au = ActivationUnit(self._act, self._lanes)
+            m.submodules.act = au = ActivationUnit(self._act, self._lanes, credit=self._skid)
             wiring.connect(m, src, au.i)
             src = au.o
         wiring.connect(m, src, wiring.flipped(self.o))
