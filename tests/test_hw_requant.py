@@ -7,9 +7,9 @@ from amaranth.hdl import signed, unsigned
 from hwconv import cost
 from hwconv.errors import HwconvError
 from hwconv.hw.dsp import BACKENDS
-from hwconv.hw.requant import Requantizer
+from hwconv.hw.requant import Requantizer, round_threshold
 from hwconv.hw.testbench import run_streams
-from hwconv.numerics import Requant
+from hwconv.numerics import Requant, round_shift
 
 
 def make_requant(rng, channels, octaves=6, rounding="half_up"):
@@ -21,15 +21,17 @@ def make_requant(rng, channels, octaves=6, rounding="half_up"):
     return Requant.from_ratio(ratio[:channels], rounding=rounding)
 
 
-def check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, n=40, **run_kw):
-    """Random accumulators (and their extremes) through ``dut``: beat for beat the
-    golden model's; returns the run."""
+def check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, n=40, acc=None, **run_kw):
+    """Random accumulators (and their extremes), or ``acc`` (positions x channels),
+    through ``dut``: beat for beat the golden model's; returns the run."""
     lanes = len(dut.i.payload.acc)
-    acc = rng.integers(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1), (n, channels))
-    acc[3::2] >>= rng.integers(0, acc_bits, (len(acc[3::2]), channels))   # in range too
-    acc[0] = 0
-    acc[1] = -(1 << (acc_bits - 1))        # the products' extremes
-    acc[2] = (1 << (acc_bits - 1)) - 1
+    if acc is None:
+        acc = rng.integers(-(1 << (acc_bits - 1)), 1 << (acc_bits - 1), (n, channels))
+        acc[3::2] >>= rng.integers(0, acc_bits, (len(acc[3::2]), channels))  # in range too
+        acc[0] = 0
+        acc[1] = -(1 << (acc_bits - 1))        # the products' extremes
+        acc[2] = (1 << (acc_bits - 1)) - 1
+    n = len(acc)
     beats = []
     for p in range(n):
         for g in range(channels // lanes):
@@ -54,6 +56,37 @@ def test_requantizer_bit_exact(channels, lanes, dtype, acc_bits, backend):
                       signed(8) if dtype == "int8" else unsigned(8), backend=backend)
     check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, valid_prob=0.6,
                  ready_prob=0.5, seed=lanes)
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+def test_round_threshold(rounding):
+    """The smallest value that rounds to t or more, for every t, shift and rounding."""
+    for shift in range(6):
+        for t in range(-20, 21):
+            v = round_threshold(t, shift, rounding)
+            assert round_shift(v, shift, rounding) >= t > round_shift(v - 1, shift, rounding)
+
+
+@pytest.mark.parametrize("limbs", [1, 3])
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+def test_saturation_edges(rounding, limbs):
+    """Accumulators on both sides of each channel's saturation points (the flags
+    compare the unrounded product): every output the golden model's."""
+    rng = np.random.default_rng(7)
+    channels, acc_bits, zp, lo, hi = 4, 12, -3, -100, 90
+    # small multipliers, so the products reach the rounding ties at the edges
+    rq = Requant(np.array([1, 3, 1, 5]), np.array([3, 5, 4, 6]), rounding=rounding)
+    span = np.arange(-(1 << 11), 1 << 11)
+    cols = []
+    for c in range(channels):
+        u = zp + rq.apply(np.stack([span] * channels, axis=1))[:, c]
+        # where the unclamped output leaves the range, at either end
+        edges = [np.flatnonzero(np.diff(u < lo))[0], np.flatnonzero(np.diff(u > hi))[0]]
+        cols.append(np.concatenate([span[e - 2:e + 3] for e in edges]))
+    acc = np.stack(cols, axis=1)
+    dut = Requantizer(rq, channels, 2, acc_bits, zp, lo, hi, signed(8), limbs=limbs)
+    check_stream(dut, rq, channels, acc_bits, zp, lo, hi, rng, acc=acc,
+                 idle={"i": limbs - 1})
 
 
 def test_requantizer_product_too_wide_for_the_pipeline():

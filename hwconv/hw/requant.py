@@ -24,7 +24,7 @@ from . import dsp
 from .fifo import CreditQueue, RegisterSlice
 from .stream import beat_layout
 
-__all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const"]
+__all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const", "round_threshold"]
 
 
 def acc_layout(acc_bits, lanes, groups):
@@ -49,6 +49,19 @@ def round_shift_const(value, shift, rounding):
     if rounding == "half_even":
         return (value + (half - 1) + (value >> shift)[0]) >> shift
     return (value + half) >> shift
+
+
+def round_threshold(t, shift, rounding):
+    """The smallest integer ``v`` with ``round_shift(v, shift, rounding) >= t``
+    (:func:`hwconv.numerics.round_shift`; both roundings are monotone), so that
+    ``round_shift(v) < t`` is ``v < round_threshold(t)``: a compare on the unrounded
+    value, beside the rounding adder instead of after it."""
+    if shift == 0:
+        return t
+    tie = (t << shift) - (1 << (shift - 1))     # half-way between t - 1 and t
+    if rounding == "half_even" and (t - 1) % 2 == 0:
+        return tie + 1                          # the tie goes to the even t - 1
+    return tie
 
 
 def _table(values, shape, *index):
@@ -90,9 +103,10 @@ class Requantizer(wiring.Component):
     Pipeline (free-running with credits, or a global stall, see ``skid``):
     product of the accumulator and the group's multiplier (:func:`~hwconv.hw.dsp.multiply`,
     :func:`hwconv.cost.requant_mul_latency` edges: a product of fewer DSP cells is padded
-    after rounding, where it is narrow), round and shift by ``S`` (1), clamp to
-    ``[lo - zp, hi - zp]`` (1), add the zero point (1), the output queue or register
-    slice (1): :attr:`latency` edges in all.
+    after rounding, where it is narrow), round and shift by ``S`` and compare the
+    product with the bounds ``[lo - zp, hi - zp]`` moved before the rounding
+    (:func:`round_threshold`) (1), clamp (1), add the zero point (1), the output queue
+    or register slice (1): :attr:`latency` edges in all.
 
     Limb-serial mode (``limbs = L > 1``), for a producer that delivers a beat at most
     every ``L`` cycles: the folded multipliers (``Wm`` bits) are split into ``L`` limbs
@@ -236,15 +250,26 @@ class Requantizer(wiring.Component):
         with m.If(en):
             out += [dst.valid.eq(c.valid), dst.payload.last.eq(c.last)]
         lo, hi = self._lo - self._zp, self._hi - self._zp
+        rnd, pad = self._rounding, room - self._mul_latency
         for lane, prod in enumerate(prods):
+            # The saturation flags compare the product with the bounds moved before
+            # the rounding (round_threshold), beside the rounding adder, so the clamp
+            # stage is a multiplexer of registered flags instead of two compares on
+            # the rounded value.
             scaled = Signal(signed(max(1, len(prod) - s + 1)), name=f"scaled{lane}")
+            under, over = Signal(name=f"under{lane}"), Signal(name=f"over{lane}")
             clamped = Signal(signed(signed_bits(max(abs(lo), abs(hi)))),
                              name=f"clamped{lane}")
             with m.If(en):
-                m.d.sync += scaled.eq(round_shift_const(prod, s, self._rounding))
-            padded = dsp.delay(m, en, scaled, room - self._mul_latency, f"scaled{lane}")
+                m.d.sync += [scaled.eq(round_shift_const(prod, s, rnd)),
+                             under.eq(prod < round_threshold(lo, s, rnd)),
+                             over.eq(prod >= round_threshold(hi + 1, s, rnd))]
+            padded = dsp.delay(m, en, scaled, pad, f"scaled{lane}")
+            under, over = (dsp.delay(m, en, under, pad, f"under{lane}"),
+                           dsp.delay(m, en, over, pad, f"over{lane}"))
             with m.If(en):
-                m.d.sync += clamped.eq(clamp(padded, lo, hi))
+                # in range, the rounded value fits `clamped` (the truncation is exact)
+                m.d.sync += clamped.eq(Mux(under, lo, Mux(over, hi, padded)))
                 out += dst.payload.data[lane].eq(clamped + self._zp)
         return m
 
