@@ -115,12 +115,13 @@ class CreditQueue(wiring.Component):
     then come from this queue's counter, a few flip-flops, not from the consumer.
 
     With ``depth >= latency + 2`` (``latency``: edges from ``reserve`` to ``w_en``)
-    a consumer that is always ready sees one beat per cycle.  The storage is a
-    ``depth``-word memory written synchronously and read asynchronously (LUT RAM on
-    ECP5 and Xilinx, flip-flops elsewhere): a beat written at one edge is on ``o`` after
-    it, as from a pipeline's output register, and nothing is multiplexed into the
-    write data (the pipeline's last adder feeds the memory directly); ``o.valid`` and
-    the read address come from flip-flops.
+    a consumer that is always ready sees one beat per cycle.  ``o`` comes from
+    flip-flops: an output register, loaded straight from ``w_data`` when the queue is
+    empty (a beat written at one edge is on ``o`` after it, as from a pipeline's output
+    register) and otherwise from a ``depth``-word memory written synchronously and
+    read asynchronously (LUT RAM on ECP5 and Xilinx, flip-flops elsewhere), so the
+    consumer's first logic never waits for a memory read; ``o.valid`` and the
+    addresses are flip-flops too.
 
     Parameters
     ----------
@@ -177,19 +178,27 @@ class CreditQueue(wiring.Component):
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
         rp = Signal(range(d), name="rp")
         wp = Signal(range(d), name="wp")
-        n = Signal(range(d + 1), name="stored")
-        n_next = Signal.like(n)
-        m.d.comb += [rd.addr.eq(rp), wr.addr.eq(wp), wr.en.eq(self.w_en),
-                     wr.data.eq(self.w_data.as_value()),
-                     self.o.payload.as_value().eq(rd.data),
-                     n_next.eq(n + self.w_en - pop)]
-        m.d.sync += [n.eq(n_next), self.o.valid.eq(n_next != 0)]
-        with m.If(pop):
-            m.d.sync += rp.eq(Mux(rp == d - 1, 0, rp + 1))
-        with m.If(self.w_en):
+        n = Signal(range(d + 1), name="stored")     # in the memory
+        free = Signal()         # the output register is empty or handing its beat over
+        bypass, refill = Signal(), Signal()
+        od = Signal(width, name="out_data", reset_less=True)
+        m.d.comb += [self.o.payload.as_value().eq(od),
+                     free.eq(~self.o.valid | self.o.ready),
+                     refill.eq(free & (n != 0)),
+                     bypass.eq(free & (n == 0) & self.w_en),
+                     rd.addr.eq(rp), wr.addr.eq(wp), wr.en.eq(self.w_en & ~bypass),
+                     wr.data.eq(self.w_data.as_value())]
+        m.d.sync += n.eq(n + wr.en - refill)
+        with m.If(refill):
+            m.d.sync += [od.eq(rd.data), self.o.valid.eq(1),
+                         rp.eq(Mux(rp == d - 1, 0, rp + 1))]
+        with m.Elif(bypass):
+            m.d.sync += [od.eq(self.w_data.as_value()), self.o.valid.eq(1)]
+        with m.Elif(free):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(wr.en):
             m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         return m
-
 
 class UnitOutput:
     """The end of a simple unit's pipeline, one beat in for one beat out (a
