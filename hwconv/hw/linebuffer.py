@@ -129,14 +129,13 @@ class _Cursor:
 
     def _flags(self, st, mux):
         """The slot's flags for state ``st`` (signals with ``mux = Mux``, or ints with a
-        Python ``mux``): ``emit``, ``final``, ``frame_end``, ``row_emits`` and the
+        Python ``mux``): ``emit``, ``final``, ``frame_end`` and the
         padding masks ``rmask``/``cmask`` (lists of bits)."""
         geo = self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
         r, c, g = st["r"], st["c"], st["g"]
-        row_emits = (r >= rows.first) & (r <= rows.last) & (st["rph"] == 0)
-        normal = row_emits & (c >= cols.first) & (c <= min(cols.last, w - 1)) \
+        normal = self._row_emits(st) & (c >= cols.first) & (c <= min(cols.last, w - 1)) \
             & (st["cph"] == 0)
         wrap = 0
         if cols.last >= w:
@@ -154,7 +153,7 @@ class _Cursor:
                      outside(c, 0, j * cols.dilation, w)) for j in range(cols.kernel)]
         fr, fc = divmod(geo.final_pixel, w)
         last_group = g == geo.groups - 1
-        flags = {"emit": normal | wrap, "row_emits": row_emits,
+        flags = {"emit": normal | wrap,
                  "final": (r == fr) & (c == fc) & last_group,
                  "frame_end": (r == rows.size - 1) & (c == w - 1) & last_group}
         if mux is _py_mux:
@@ -165,13 +164,16 @@ class _Cursor:
             flags["rmask"], flags["cmask"] = rmask, cmask
         return flags
 
+    def _row_emits(self, st):
+        rows = self._geo.rows
+        return (st["r"] >= rows.first) & (st["r"] <= rows.last) & (st["rph"] == 0)
+
     def _step(self):
         """The next state (wires) and its flags, from the state alone."""
         m, geo, st, nx = self._m, self._geo, self._state, self._next
         rows, cols = geo.rows, geo.cols
         g_end = st["g"] == geo.groups - 1
         row_end = g_end & (st["c"] == cols.size - 1)
-        cur = self._flags(st, Mux)
         m.d.comb += [
             nx["g"].eq(Mux(g_end, 0, st["g"] + 1)),
             nx["c"].eq(Mux(g_end, Mux(st["c"] == cols.size - 1, 0, st["c"] + 1), st["c"])),
@@ -181,7 +183,7 @@ class _Cursor:
             nx["r"].eq(Mux(row_end, st["r"] + 1, st["r"])),
             nx["rph"].eq(Mux(row_end, Mux(st["rph"] == rows.stride - 1, 0, st["rph"] + 1),
                              st["rph"])),
-            nx["prev"].eq(Mux(row_end, cur["row_emits"], st["prev"])),
+            nx["prev"].eq(Mux(row_end, self._row_emits(st), st["prev"])),
         ]
         self._next_flags = self._flags(nx, Mux)
 
