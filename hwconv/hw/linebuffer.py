@@ -77,69 +77,55 @@ def window_signature(elem, lanes, taps):
     return stream.Signature(window_layout(elem, lanes, taps))
 
 
-def _py_mux(sel, a, b):
-    return a if sel else b
-
-
 class _Cursor:
     """Position of the current slot relative to one frame's first beat.
 
     ``r`` runs past ``H - 1`` for a frame's tail (slots after its last beat).  The phase
-    counters give ``(coord - first) mod stride`` without a divider; ``prev`` says
+    counters give ``(coord - first) mod stride`` without a divider; ``prev_emits`` says
     whether the previous row emitted (its right-padding windows come out in this row).
-
-    The flags of the current slot (``emit``, ``final``, ``frame_end``, ``rmask``,
-    ``cmask``) are flip-flops: :meth:`advance` computes them for the next position
-    from the next state (a function of the state alone), and :meth:`load` from a
-    constant state in Python, so no compare of the position sits between the cursor
-    and what its flags drive (the slot's credit, the stage B registers).
     """
-
-    FIELDS = ("r", "c", "g", "rph", "cph", "prev")
 
     def __init__(self, m, name, geo, init):
         rows, cols = geo.rows, geo.cols
-        self._geo, self._m = geo, m
+        self._geo = geo
+        self._m = m
         r_top = max(rows.size, rows.last + 1) + 1
-        shapes = {"r": range(r_top + 1), "c": range(cols.size), "g": range(geo.groups),
-                  "rph": range(rows.stride), "cph": range(cols.stride), "prev": 1}
-        self._state = {k: Signal(shapes[k], name=f"{name}_{k}", init=init[k])
-                       for k in self.FIELDS}
-        # the state after one advance, as wires the width of the registers
-        self._next = {k: Signal(shapes[k], name=f"{name}_next_{k}") for k in self.FIELDS}
-        flags0 = self._flags(init, _py_mux)
-        self._flag_regs = {
-            "emit": Signal(name=f"{name}_emit", init=flags0["emit"]),
-            "final": Signal(name=f"{name}_final", init=flags0["final"]),
-            "frame_end": Signal(name=f"{name}_frame_end", init=flags0["frame_end"]),
-            "rmask": Signal(rows.kernel, name=f"{name}_rmask", init=flags0["rmask"]),
-            "cmask": Signal(cols.kernel, name=f"{name}_cmask", init=flags0["cmask"]),
-        }
-        for k, v in self._flag_regs.items():
-            setattr(self, k, v)
-        self._step()
+        self.r = Signal(range(r_top + 1), name=f"{name}_r", init=init["r"])
+        self.c = Signal(range(cols.size), name=f"{name}_c")
+        self.g = Signal(range(geo.groups), name=f"{name}_g")
+        self.rph = Signal(range(rows.stride), name=f"{name}_rph", init=init["rph"])
+        self.cph = Signal(range(cols.stride), name=f"{name}_cph", init=init["cph"])
+        self.prev_emits = Signal(name=f"{name}_prev", init=init["prev"])
+        self.row_emits = Signal(name=f"{name}_row_emits")
+        self.emit = Signal(name=f"{name}_emit")
+        self.final = Signal(name=f"{name}_final")
+        self.frame_end = Signal(name=f"{name}_frame_end")
+        self.rmask = Signal(rows.kernel, name=f"{name}_rmask")
+        self.cmask = Signal(cols.kernel, name=f"{name}_cmask")
+        self._emission(name)
 
     @staticmethod
     def init_at(geo, r):
         """Cursor state at row ``r``, column 0, group 0."""
         rows, cols = geo.rows, geo.cols
-        return {"r": r, "c": 0, "g": 0, "rph": (r - rows.first) % rows.stride,
+        return {"r": r, "rph": (r - rows.first) % rows.stride,
                 "cph": (-cols.first) % cols.stride,
                 "prev": int(r >= 1 and rows.emits(r - 1))}
 
-    def _flags(self, st, mux):
-        """The slot's flags for state ``st`` (signals with ``mux = Mux``, or ints with a
-        Python ``mux``): ``emit``, ``final``, ``frame_end`` and the
-        padding masks ``rmask``/``cmask`` (lists of bits)."""
-        geo = self._geo
+    def _emission(self, name):
+        m, geo = self._m, self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
-        r, c, g = st["r"], st["c"], st["g"]
-        normal = self._row_emits(st) & (c >= cols.first) & (c <= min(cols.last, w - 1)) \
-            & (st["cph"] == 0)
-        wrap = 0
+        m.d.comb += self.row_emits.eq((self.r >= rows.first) & (self.r <= rows.last)
+                                      & (self.rph == 0))
+        normal = Signal(name=f"{name}_normal")
+        wrap = Signal(name=f"{name}_wrap")
+        m.d.comb += normal.eq(self.row_emits & (self.c >= cols.first)
+                              & (self.c <= min(cols.last, w - 1)) & (self.cph == 0))
         if cols.last >= w:
-            wrap = st["prev"] & (c <= cols.last - w) & (st["cph"] == (-w) % cols.stride)
+            m.d.comb += wrap.eq(self.prev_emits & (self.c <= cols.last - w)
+                                & (self.cph == (-w) % cols.stride))
+        m.d.comb += self.emit.eq(normal | wrap)
         # The emitted window's newest tap sits at (er, ec) = (r, c), or (r - 1, c + w) for
         # a wrapped window; a tap k rows up / j columns left is padding when outside the
         # frame.  The bounds move onto the constants, so no subtracter or adder sits
@@ -147,65 +133,42 @@ class _Cursor:
         def outside(v, shift, off, size):       # (v + shift) outside [off, size + off)
             return (v < off - shift) | (v >= size + off - shift)
 
-        rmask = [mux(wrap, outside(r, -1, k * rows.dilation, rows.size),
-                     outside(r, 0, k * rows.dilation, rows.size)) for k in range(rows.kernel)]
-        cmask = [mux(wrap, outside(c, w, j * cols.dilation, w),
-                     outside(c, 0, j * cols.dilation, w)) for j in range(cols.kernel)]
+        for k in range(rows.kernel):        # k rows above the newest one
+            off = k * rows.dilation
+            m.d.comb += self.rmask[k].eq(Mux(wrap, outside(self.r, -1, off, rows.size),
+                                             outside(self.r, 0, off, rows.size)))
+        for j in range(cols.kernel):        # j columns left of the newest one
+            off = j * cols.dilation
+            m.d.comb += self.cmask[j].eq(Mux(wrap, outside(self.c, w, off, w),
+                                             outside(self.c, 0, off, w)))
         fr, fc = divmod(geo.final_pixel, w)
-        last_group = g == geo.groups - 1
-        flags = {"emit": normal | wrap,
-                 "final": (r == fr) & (c == fc) & last_group,
-                 "frame_end": (r == rows.size - 1) & (c == w - 1) & last_group}
-        if mux is _py_mux:
-            flags = {k: int(bool(v)) for k, v in flags.items()}
-            flags["rmask"] = sum(int(bool(b)) << k for k, b in enumerate(rmask))
-            flags["cmask"] = sum(int(bool(b)) << j for j, b in enumerate(cmask))
-        else:
-            flags["rmask"], flags["cmask"] = rmask, cmask
-        return flags
-
-    def _row_emits(self, st):
-        rows = self._geo.rows
-        return (st["r"] >= rows.first) & (st["r"] <= rows.last) & (st["rph"] == 0)
-
-    def _step(self):
-        """The next state (wires) and its flags, from the state alone."""
-        m, geo, st, nx = self._m, self._geo, self._state, self._next
-        rows, cols = geo.rows, geo.cols
-        g_end = st["g"] == geo.groups - 1
-        row_end = g_end & (st["c"] == cols.size - 1)
+        last_group = self.g == geo.groups - 1
         m.d.comb += [
-            nx["g"].eq(Mux(g_end, 0, st["g"] + 1)),
-            nx["c"].eq(Mux(g_end, Mux(st["c"] == cols.size - 1, 0, st["c"] + 1), st["c"])),
-            nx["cph"].eq(Mux(g_end, Mux(st["c"] == cols.size - 1, (-cols.first) % cols.stride,
-                                        Mux(st["cph"] == cols.stride - 1, 0, st["cph"] + 1)),
-                             st["cph"])),
-            nx["r"].eq(Mux(row_end, st["r"] + 1, st["r"])),
-            nx["rph"].eq(Mux(row_end, Mux(st["rph"] == rows.stride - 1, 0, st["rph"] + 1),
-                             st["rph"])),
-            nx["prev"].eq(Mux(row_end, self._row_emits(st), st["prev"])),
+            self.final.eq((self.r == fr) & (self.c == fc) & last_group),
+            self.frame_end.eq((self.r == rows.size - 1) & (self.c == w - 1) & last_group),
         ]
-        self._next_flags = self._flags(nx, Mux)
-
-    def _set_flags(self, flags):
-        regs = self._flag_regs
-        m = self._m
-        for k in ("emit", "final", "frame_end"):
-            m.d.sync += regs[k].eq(flags[k])
-        for k in ("rmask", "cmask"):
-            bits = flags[k]
-            if isinstance(bits, int):
-                m.d.sync += regs[k].eq(bits)
-            else:
-                m.d.sync += [regs[k][i].eq(b) for i, b in enumerate(bits)]
 
     def advance(self):
-        self._m.d.sync += [self._state[k].eq(self._next[k]) for k in self.FIELDS]
-        self._set_flags(self._next_flags)
+        m, geo = self._m, self._geo
+        rows, cols = geo.rows, geo.cols
+        with m.If(self.g == geo.groups - 1):
+            m.d.sync += self.g.eq(0)
+            with m.If(self.c == cols.size - 1):
+                m.d.sync += [
+                    self.c.eq(0), self.cph.eq((-cols.first) % cols.stride),
+                    self.r.eq(self.r + 1), self.prev_emits.eq(self.row_emits),
+                    self.rph.eq(Mux(self.rph == rows.stride - 1, 0, self.rph + 1)),
+                ]
+            with m.Else():
+                m.d.sync += [self.c.eq(self.c + 1),
+                             self.cph.eq(Mux(self.cph == cols.stride - 1, 0, self.cph + 1))]
+        with m.Else():
+            m.d.sync += self.g.eq(self.g + 1)
 
     def load(self, state):
-        self._m.d.sync += [self._state[k].eq(state[k]) for k in self.FIELDS]
-        self._set_flags(self._flags(state, _py_mux))
+        self._m.d.sync += [self.r.eq(state["r"]), self.c.eq(0), self.g.eq(0),
+                           self.rph.eq(state["rph"]), self.cph.eq(state["cph"]),
+                           self.prev_emits.eq(state["prev"])]
 
 
 class LineBuffer(wiring.Component):
