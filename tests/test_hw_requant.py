@@ -77,9 +77,9 @@ def test_saturation_edges(rounding, limbs):
     # small multipliers, so the products reach the rounding ties at the edges
     rq = Requant(np.array([1, 3, 1, 5]), np.array([3, 5, 4, 6]), rounding=rounding)
     span = np.arange(-(1 << 11), 1 << 11)
+    unclamped = zp + rq.apply(np.stack([span] * channels, axis=1))
     cols = []
-    for c in range(channels):
-        u = zp + rq.apply(np.stack([span] * channels, axis=1))[:, c]
+    for u in unclamped.T:
         # where the unclamped output leaves the range, at either end
         edges = [np.flatnonzero(np.diff(u < lo))[0], np.flatnonzero(np.diff(u > hi))[0]]
         cols.append(np.concatenate([span[e - 2:e + 3] for e in edges]))

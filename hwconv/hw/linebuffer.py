@@ -200,6 +200,7 @@ class LineBuffer(wiring.Component):
         every slot emits (:func:`hwconv.cost.window_slice`).  So a folded consumer
         inside a stage (a MAC array) uses it only there; a stage whose consumer is the
         next stage, through its own queue (a pool), uses it everywhere.
+
     Attributes
     ----------
     i : In(beat_signature(elem, lanes))
