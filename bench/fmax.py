@@ -162,7 +162,7 @@ def main(argv=None):
                     results.append(measure("digits", c, dev, base / f"digits_{dev}_{be}",
                                            args.seeds, pool, be))
                     print(report(results[-1]), flush=True)
-                for size in DEVICE_CONVS[dev] if "conv" in designs else ():
+                for size in [s for s in DEVICE_CONVS[dev] if "conv" in designs or s in designs]:
                     results.append(measure(f"conv_{size}", conv_compiled(size, dev, be), dev,
                                            base / f"conv_{size}_{dev}_{be}", args.seeds,
                                            pool, be))

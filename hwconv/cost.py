@@ -43,17 +43,22 @@ __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffe
 DSP_PORTS = {"generic": None, "ecp5": (18, 18), "ice40": (16, 16), "xilinx": (25, 18)}
 #: Enabled clock edges from a weight ROM's address to its data (read + output register).
 WEIGHT_ROM_LATENCY = 2
-#: Clock-enabled register stages of one vendor DSP cell (input, pipeline and output
-#: registers; :mod:`hwconv.hw.dsp`).
-MUL_LATENCY = 3
+#: Clock-enabled register stages of one vendor DSP cell's product (:mod:`hwconv.hw.dsp`):
+#: the cell's input, pipeline and output registers, plus one fabric register where the
+#: product lands (``ecp5``: a MAC array's cells spread over a DSP row of the die, and
+#: the route from a cell to its adder tree would otherwise be one hop of up to ~7 ns;
+#: ``ice40``: SB_MAC16's own output register belongs to its accumulator).
+MUL_LATENCY = {"ecp5": 4, "ice40": 3, "xilinx": 3}
+#: Back ends whose product lands in a fabric register after the cell's (see above).
+MUL_FABRIC_REGISTER = frozenset({"ecp5", "ice40"})
 
 
 def mul_latency(backend):
-    """Register stages of one product of 8-bit operands on ``backend``: the DSP cell's
-    three, or one product register on ``generic`` (fabric multipliers gain little from
-    more, and each costs a product's width of flip-flops)."""
+    """Register stages of one product of 8-bit operands on ``backend``
+    (:data:`MUL_LATENCY`), or one product register on ``generic`` (fabric multipliers
+    gain little from more, and each costs a product's width of flip-flops)."""
     _check_backend("multiply", backend)
-    return 1 if DSP_PORTS[backend] is None else MUL_LATENCY
+    return 1 if DSP_PORTS[backend] is None else MUL_LATENCY[backend]
 
 
 #: Back end of the requantizers' products where it differs from the MAC arrays': iCE40
@@ -73,7 +78,7 @@ def requant_backend(backend):
 
 def requant_mul_latency(backend):
     """Register stages the requantizer gives its product: a product of up to four DSP
-    cells (``MUL_LATENCY`` plus two adder levels) on a vendor back end (the
+    cells (:func:`mul_latency` plus two adder levels) on a vendor back end (the
     requantizer's own back end, :func:`requant_backend`)."""
     backend = requant_backend(backend)
     return mul_latency(backend) + (0 if DSP_PORTS[backend] is None else 2)
@@ -844,11 +849,11 @@ def multiply(backend, a_bits, b_bits, a_signed=True, b_signed=True, const=None, 
 
 def _mul_ff(backend, a_bits, b_bits, pbits):
     """Fabric flip-flops of one registered product: the product register on the generic
-    back end; inside the DSP cell otherwise (iCE40 keeps its third register in the
-    fabric)."""
-    if DSP_PORTS[backend] is None:
+    back end, the landing register on :data:`MUL_FABRIC_REGISTER` back ends; none
+    otherwise (inside the DSP cell)."""
+    if DSP_PORTS[backend] is None or backend in MUL_FABRIC_REGISTER:
         return pbits
-    return pbits if backend == "ice40" else 0
+    return 0
 
 
 @dataclass(frozen=True)
@@ -1269,6 +1274,8 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
         mux += pe * acc_bits + n_in * 8 * (chunks - 1)
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
+    if banked or chunks > 1 or out_groups > 1:
+        ff += pe * acc_bits             # the start register (hwconv.hw.dense.start_register)
     return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
                      mul_ff=live * _mul_ff(backend, a_bits, wbits, pbits), ctrl=20)
 
@@ -1527,7 +1534,8 @@ def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1)
 
 
 def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
-    """:class:`hwconv.hw.dense.Dense`: weight ROM, input vector buffer, MAC lanes."""
+    """:class:`hwconv.hw.dense.Dense`: weight ROM, input vector buffer, MAC lanes (each
+    with its accumulator and start register)."""
     o, n = op.weight.shape
     ni, no = n // simd, o // pe
     acc = acc_bits_dense(op)
@@ -1539,7 +1547,7 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="
     adders, tree_regs = _tree_bits(simd, pbits, levels_per_stage)
     ctrl = 5 + _clog2(max(no, 2))
     ff = (WEIGHT_ROM_LATENCY * simd * 8 + pe * simd * op.weight_bits + pe * tree_regs
-          + pe * acc + ctrl * (WEIGHT_ROM_LATENCY + mul_latency(backend))
+          + 2 * pe * acc + ctrl * (WEIGHT_ROM_LATENCY + mul_latency(backend))
           + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
     inv = Inventory((multiply(backend, a_bits, op.weight_bits, a_signed, True,
                               count=pe * simd),),

@@ -69,9 +69,9 @@ def test_cells_and_latency_follow_the_limbs(name):
     assert cost.dsp_cells(name, ports[0], ports[1]) == 1
     assert cost.dsp_cells(name, ports[0] + 1, ports[1]) == 2
     assert cost.dsp_cells(name, 2 * ports[0], 2 * ports[1]) == 9     # 3 x 3 limbs
-    assert multiply_latency(name, signed(ports[0]), signed(ports[1])) == cost.MUL_LATENCY
+    assert multiply_latency(name, signed(ports[0]), signed(ports[1])) == cost.MUL_LATENCY[name]
     assert multiply_latency(name, signed(ports[0] + 1), signed(ports[1] + 1)) == \
-        cost.MUL_LATENCY + 2
+        cost.MUL_LATENCY[name] + 2
     assert cost.dsp_cells("generic", 40, 40) == 0
     assert multiply_latency("generic", signed(40), signed(40)) == 1
 

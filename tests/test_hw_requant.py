@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
 from amaranth.hdl import signed, unsigned
+from amaranth.sim import Simulator
 
 from hwconv import cost
 from hwconv.errors import HwconvError
 from hwconv.hw.dsp import BACKENDS
-from hwconv.hw.requant import Requantizer, round_threshold
+from hwconv.hw.requant import Requantizer, at_least, round_threshold
 from hwconv.hw.testbench import run_streams
 from hwconv.numerics import Requant, round_shift
 
@@ -67,6 +69,31 @@ def test_round_threshold(rounding):
             assert round_shift(v, shift, rounding) >= t > round_shift(v - 1, shift, rounding)
 
 
+def test_at_least_is_a_full_compare():
+    """The narrowed compare equals ``v >= t`` for every 7-bit v and every t in and
+    around its range (multiples of powers of two, one more than those, and the rest),
+    including the thresholds of every shift (round_threshold)."""
+    width = 7
+    ts = sorted(set(range(-70, 71)) | {round_threshold(t, s, r) for s in range(1, 7)
+                                       for t in (-3, -1, 0, 1, 2, 5)
+                                       for r in ("half_up", "half_even")})
+    m = Module()
+    v = Signal(signed(width))
+    flags = [Signal(name=f"ge{k}") for k in range(len(ts))]
+    m.d.comb += [f.eq(at_least(v, t)) for f, t in zip(flags, ts)]
+    sim = Simulator(m)
+    wrong = []
+
+    async def bench(ctx):
+        for x in range(-(1 << (width - 1)), 1 << (width - 1)):
+            ctx.set(v, x)
+            wrong.extend((x, t) for f, t in zip(flags, ts) if ctx.get(f) != (x >= t))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []
+
+
 @pytest.mark.parametrize("limbs", [1, 3])
 @pytest.mark.parametrize("rounding", ["half_up", "half_even"])
 def test_saturation_edges(rounding, limbs):
@@ -91,7 +118,8 @@ def test_saturation_edges(rounding, limbs):
 
 def test_requantizer_product_too_wide_for_the_pipeline():
     rq = Requant.from_ratio(np.array([0.01, 0.3]))
-    with pytest.raises(Exception, match="takes 6 cycles on the ecp5 back end"):
+    cycles = cost.mul_latency("ecp5") + 3       # 3 x 2 cells: three adder levels
+    with pytest.raises(Exception, match=f"takes {cycles} cycles on the ecp5 back end"):
         Requantizer(rq, 2, 1, 40, 0, -128, 127, signed(8), backend="ecp5")
     # on ice40 the requantizer multiplies in fabric (cost.requant_backend)
     dut = Requantizer(rq, 2, 1, 40, 0, -128, 127, signed(8), backend="ice40")

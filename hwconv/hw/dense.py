@@ -44,7 +44,7 @@ from .requant import Requantizer
 from .figures import StageFigures
 from .stream import beat_signature, elem_shape
 
-__all__ = ["Dense", "flatten_order", "adder_tree"]
+__all__ = ["Dense", "flatten_order", "adder_tree", "group_bias", "start_register"]
 
 
 def flatten_order(shape):
@@ -61,19 +61,23 @@ def _value_bound(q):
     return max(abs(q.qmin), abs(q.qmax))
 
 
-def group_bias(m, values, shape, group, early_group, early, en, name):
+def group_bias(values, shape, group):
     """An accumulator's start value for output group ``group``: ``values[group]``, a
-    constant when all are equal.  ``early``: looked up from ``early_group`` (the same
-    control one edge before) into a register (advancing when ``en``), so the select sits
-    off the accumulator's adder; else a mux on ``group``."""
+    constant when all are equal, else a table lookup."""
     if len(set(values)) == 1:
         return Const(values[0], shape)
-    table = Array(Const(v, shape) for v in values)
-    if not early:
-        return table[group]
-    reg = Signal(shape, name=name, reset_less=True)
+    return Array(Const(v, shape) for v in values)[group]
+
+
+def start_register(m, en, value, name):
+    """The accumulator's other operand, registered: ``value`` is what the *next* step
+    adds its products to, computed one edge early from the next step's control and
+    the accumulator state as this edge leaves it, so only the adder lies between
+    registers on the accumulator's path (the choice between bias and running sum
+    happens beside it).  Advances when ``en``."""
+    reg = Signal(value.shape(), name=name, reset_less=True)
     with m.If(en):
-        m.d.sync += reg.eq(table[early_group])
+        m.d.sync += reg.eq(value)
     return reg
 
 
@@ -297,9 +301,8 @@ class Dense(StageFigures, wiring.Component):
                                         self._levels_per_stage, f"tree{p}")
             sums.append(total)
         # ct: the control of the products' sums (c1 delayed by the products and the
-        # tree); ct_pre is ct one edge earlier: in credit mode the output group's bias
-        # is looked up there and registered, so only the first-step select stays before
-        # the accumulator's adder
+        # tree); ct_pre is ct one edge earlier, the step whose start value is chosen
+        # now (start_register)
         ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend) + regs - 1, "ctrl_s2")
         ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
@@ -319,10 +322,12 @@ class Dense(StageFigures, wiring.Component):
             out += [acc_out.valid.eq(ct.valid & ct.done), acc_out.payload.group.eq(ct.og),
                     acc_out.payload.last.eq(ct.last)]
         for p in range(pe):
-            b = group_bias(m, [bias[g * pe + p] for g in range(no)], signed(acc_bits),
-                           ct.og, ct_pre.og, self._skid, en, f"bias{p}")
             new = Signal(signed(acc_bits), name=f"acc_next{p}")
-            m.d.comb += new.eq(Mux(ct.first, b, acc[p]) + sums[p])
+            b = group_bias([bias[g * pe + p] for g in range(no)], signed(acc_bits),
+                           ct_pre.og)
+            start = start_register(m, en, Mux(ct_pre.first, b,
+                                              Mux(ct.valid, new, acc[p])), f"start{p}")
+            m.d.comb += new.eq(start + sums[p])
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)
             if self._skid:      # a plain wire into the queue (written only when valid)

@@ -5,16 +5,18 @@ so one choice per design says how products are built:
 
 * ``generic``: behavioural ``a * b`` into one product register — any tool maps it (to
   LUTs, or to a DSP cell without its internal registers).
-* ``ecp5``: ``MULT18X18D`` with its input, pipeline and output registers.  Yosys infers
-  the primitive *without* registers, which caps an ECP5 datapath near 140 MHz; with
-  them the limit moves to the fabric (DESIGN.md, "Measured facts").
+* ``ecp5``: ``MULT18X18D`` with its input, pipeline and output registers, and a fabric
+  register the product lands in (the cells of a wide MAC array spread along a DSP row
+  of the die, so the route to the adder tree gets its own cycle).  Yosys infers the
+  primitive *without* registers, which caps an ECP5 datapath near 140 MHz; with them
+  the limit moves to the fabric (DESIGN.md, "Measured facts").
 * ``ice40``: ``SB_MAC16`` with input and 16x16 pipeline registers (plus one fabric
   register), configured explicitly: ``synth_ice40 -dsp`` inference once produced a wrong
   netlist for exactly this registered multiply.
 * ``xilinx``: ``DSP48E1`` with ``AREG = BREG = MREG = PREG = 1``.
 
-The vendor back ends take :data:`LATENCY` clock-enabled edges from operands to product
-(:func:`hwconv.cost.mul_latency`; one on ``generic``).  Operands wider than the
+The vendor back ends take :func:`hwconv.cost.mul_latency` clock-enabled edges from
+operands to product (one on ``generic``).  Operands wider than the
 primitive's ports are split into limbs (low limbs unsigned, the top limb signed); the
 partial products meet in a registered adder tree (:func:`multiply_latency`).
 
@@ -36,11 +38,8 @@ from amaranth.hdl import Shape, signed
 from .. import cost
 from ..errors import HwconvError
 
-__all__ = ["Backend", "BACKENDS", "LATENCY", "backend", "multiply", "multiply_latency",
+__all__ = ["Backend", "BACKENDS", "backend", "multiply", "multiply_latency",
            "primitive_models", "delay"]
-
-#: Clock-enabled register stages from the operands to the product of one primitive.
-LATENCY = cost.MUL_LATENCY
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def multiply_latency(be, a_shape, b_shape):
     if be.primitive is None:
         return cost.mul_latency(be.name)
     n = cost.dsp_cells(be.name, _signed_width(a_shape), _signed_width(b_shape))
-    return LATENCY + (n - 1).bit_length()
+    return cost.mul_latency(be.name) + (n - 1).bit_length()
 
 
 def multiply(m, a, b, en, be, name):
@@ -185,29 +184,36 @@ def _limb(value, offset, width, is_signed):
     return part.as_signed() if is_signed else part
 
 
-def _registered(m, a, b, en, out_shape, name):
-    """A primitive's behavioural model: input, product and output registers."""
+def _registered(m, a, b, en, out_shape, stages, name):
+    """A DSP cell's behavioural model: input registers, the product register, and
+    ``stages - 2`` output registers."""
     ar = Signal(a.shape(), name=f"{name}_a")
     br = Signal(b.shape(), name=f"{name}_b")
     pr = Signal(out_shape, name=f"{name}_m")
-    out = Signal(out_shape, name=f"{name}_p")
     with m.If(en):
-        m.d.sync += [ar.eq(a), br.eq(b), pr.eq(ar * br), out.eq(pr)]
-    return out
+        m.d.sync += [ar.eq(a), br.eq(b), pr.eq(ar * br)]
+    return delay(m, en, pr, stages - 2, f"{name}_p")
 
 
 def _primitive(m, a, b, en, be, name):
-    """One vendor multiplier (or its behavioural registers inside primitive_models)."""
+    """One vendor multiplier (or its behavioural registers inside primitive_models),
+    then the fabric register its product lands in on
+    :data:`hwconv.cost.MUL_FABRIC_REGISTER` back ends: :func:`hwconv.cost.mul_latency`
+    edges in all."""
     a_bits, b_bits = _signed_width(a.shape()), _signed_width(b.shape())
     out_shape = signed(a_bits + b_bits)
+    fabric = be.name in cost.MUL_FABRIC_REGISTER
     if _MODELS.get():
-        return _registered(m, a, b, en, out_shape, name)
-    pa = Signal(signed(be.a_bits), name=f"{name}_A")
-    pb = Signal(signed(be.b_bits), name=f"{name}_B")
-    m.d.comb += [pa.eq(a), pb.eq(b)]
-    build = {"ecp5": _mult18x18d, "ice40": _sb_mac16, "xilinx": _dsp48e1}[be.name]
-    full = build(m, pa, pb, en, name)
-    return full[:out_shape.width].as_signed()
+        p = _registered(m, a, b, en, out_shape, cost.mul_latency(be.name) - fabric, name)
+    else:
+        pa = Signal(signed(be.a_bits), name=f"{name}_A")
+        pb = Signal(signed(be.b_bits), name=f"{name}_B")
+        m.d.comb += [pa.eq(a), pb.eq(b)]
+        build = {"ecp5": _mult18x18d, "ice40": _sb_mac16, "xilinx": _dsp48e1}[be.name]
+        p = build(m, pa, pb, en, name)[:out_shape.width].as_signed()
+    if fabric:
+        p = delay(m, en, p, 1, f"{name}_land")
+    return p
 
 
 def _bits(prefix, value, n):
@@ -255,12 +261,10 @@ def _sb_mac16(m, a, b, en, name):
         i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0, i_OLOADTOP=0, i_OLOADBOT=0,
         i_ADDSUBTOP=0, i_ADDSUBBOT=0, i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0,
         i_SIGNEXTIN=0, o_O=o)
-    # The third register sits in the fabric: SB_MAC16's output register belongs to its
-    # accumulator, which would need the adder configured to pass the product.
-    out = Signal(signed(32), name=f"{name}_Or")
-    with m.If(en):
-        m.d.sync += out.eq(o)
-    return out
+    # SB_MAC16's output register belongs to its accumulator, which would need the adder
+    # configured to pass the product: the third register is the fabric one _primitive
+    # adds (hwconv.cost.MUL_FABRIC_REGISTER).
+    return o
 
 
 def _dsp48e1(m, a, b, en, name):

@@ -9,7 +9,7 @@ stage run at its own steady rate, so the pipeline reaches the slowest stage's ra
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Shape, Signal
+from amaranth import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -162,33 +162,37 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self._depth
-        # `ok` is a flip-flop that assumes a credit is taken this cycle: ``used + 1 -
-        # pop < depth``.  It then depends neither on the unit's issue logic (which
-        # `reserve` comes from, and which `ok` gates) nor on a compare of its own; it
-        # is one credit pessimistic only in a cycle that takes none, which a stream at
-        # full rate never has (tests/test_hw_fifo.py: full rate at latency + 2).
-        used = Signal(range(d + 1))
+        # Counts are thermometer codes (bit i: count > i), so every flag below is one
+        # flip-flop and every update a 3:1 multiplexer per bit: no carry chains.
+        # `reserve` lands in a flip-flop first (`taken`) and reaches the credit count an
+        # edge later, so the unit's issue logic, where `reserve` comes from, ends at
+        # that flip-flop.  `ok` assumes both `taken` and a credit taken this cycle:
+        # ``used + 2 <= depth``.  It then depends neither on the issue logic (which
+        # `ok` gates) nor on the consumer; it is one credit pessimistic only after a
+        # cycle that took none, which a stream at full rate never has
+        # (tests/test_hw_fifo.py: full rate at latency + 2).
+        used = Signal(d, name="used")
+        taken = Signal()
         pop = Signal()
         m.d.comb += pop.eq(self.o.valid & self.o.ready)
-        ok = Signal(init=1)
-        m.d.sync += [used.eq(used + self.reserve - pop), ok.eq(used + 1 < d + pop)]
-        m.d.comb += self.ok.eq(ok)
+        m.d.sync += [taken.eq(self.reserve), used.eq(_count(used, taken, pop))]
+        m.d.comb += self.ok.eq(~used[d - 2])
         width = Shape.cast(self.w_data.shape()).width
         m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
         rp = Signal(range(d), name="rp")
         wp = Signal(range(d), name="wp")
-        n = Signal(range(d + 1), name="stored")     # in the memory
+        n = Signal(d, name="stored")        # words in the memory, thermometer code
         free = Signal()         # the output register is empty or handing its beat over
         bypass, refill = Signal(), Signal()
         od = Signal(width, name="out_data", reset_less=True)
         m.d.comb += [self.o.payload.as_value().eq(od),
                      free.eq(~self.o.valid | self.o.ready),
-                     refill.eq(free & (n != 0)),
-                     bypass.eq(free & (n == 0) & self.w_en),
+                     refill.eq(free & n[0]),
+                     bypass.eq(free & ~n[0] & self.w_en),
                      rd.addr.eq(rp), wr.addr.eq(wp), wr.en.eq(self.w_en & ~bypass),
                      wr.data.eq(self.w_data.as_value())]
-        m.d.sync += n.eq(n + wr.en - refill)
+        m.d.sync += n.eq(_count(n, wr.en, refill))
         with m.If(refill):
             m.d.sync += [od.eq(rd.data), self.o.valid.eq(1),
                          rp.eq(Mux(rp == d - 1, 0, rp + 1))]
@@ -199,6 +203,14 @@ class CreditQueue(wiring.Component):
         with m.If(wr.en):
             m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         return m
+
+
+def _count(therm, up, down):
+    """Next value of a thermometer-coded count (bit ``i``: count > ``i``) going up by
+    ``up`` and down by ``down`` (never past its bounds)."""
+    return Mux(up & ~down, Cat(Const(1, 1), therm[:-1]),
+               Mux(down & ~up, Cat(therm[1:], Const(0, 1)), therm))
+
 
 class UnitOutput:
     """The end of a simple unit's pipeline, one beat in for one beat out (a

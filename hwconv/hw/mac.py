@@ -48,7 +48,7 @@ from ..cost import mul_latency
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
-from .dense import adder_tree, group_bias
+from .dense import adder_tree, group_bias, start_register
 from .fifo import CreditQueue
 from .requant import acc_layout
 from .rom import WeightRom
@@ -235,9 +235,8 @@ class MacArray(wiring.Component):
                 prods.append(prod[:signed_bits(pbound)].as_signed())
             total, _, regs = adder_tree(m, prods, [pbound] * tc, en, self._lps, f"tree{p}")
             sums.append(total)
-        # ct_pre is ct one edge earlier: in credit mode the group's bias is looked up
-        # there and registered, so only the bank/partial-sum select stays before the
-        # adder (the stall mode keeps the lookup, and its flip-flops, out)
+        # ct_pre is ct one edge earlier: the step whose start value (bias, bank word
+        # or chunk partial sum) is chosen now (start_register)
         ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend.name) + regs - 1, "ctrl")
         ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
@@ -264,14 +263,20 @@ class MacArray(wiring.Component):
                              self.o.payload.group.eq(ct.group),
                              self.o.payload.last.eq(ct.last)]
             for p in range(pe):
-                start = group_bias(m, [int(b) for b in self._bias[:, p]], acc_shape,
-                                   ct.group, ct_pre.group, self._credit, en, f"bias{p}")
-                if banked:
-                    start = Mux(ct.first, start, bank[0][p])
-                if part is not None:
-                    start = Mux(ct.head, start, part[p])
                 new = Signal(acc_shape, name=f"acc_next{p}")
-                m.d.comb += new.eq(start + sums[p])
+                # the next step's start, from the state as this edge leaves it
+                start = group_bias([int(b) for b in self._bias[:, p]], acc_shape,
+                                   ct_pre.group)
+                if banked:
+                    shifts = ct.valid & ct.tail
+                    bank0 = Mux(shifts, new if folds == 1 else bank[1][p], bank[0][p])
+                    start = Mux(ct_pre.first, start, bank0)
+                if part is not None:
+                    start = Mux(ct_pre.head, start, Mux(ct.valid, new, part[p]))
+                if isinstance(start, Const):
+                    m.d.comb += new.eq(start + sums[p])
+                else:
+                    m.d.comb += new.eq(start_register(m, en, start, f"start{p}") + sums[p])
                 if self._credit:
                     m.d.comb += out_acc[p].eq(new)
                 else:

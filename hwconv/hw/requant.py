@@ -24,7 +24,8 @@ from . import dsp
 from .fifo import CreditQueue, RegisterSlice
 from .stream import beat_layout
 
-__all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const", "round_threshold"]
+__all__ = ["Requantizer", "acc_layout", "clamp", "round_shift_const", "round_threshold",
+           "at_least"]
 
 
 def acc_layout(acc_bits, lanes, groups):
@@ -62,6 +63,30 @@ def round_threshold(t, shift, rounding):
     if rounding == "half_even" and (t - 1) % 2 == 0:
         return tie + 1                          # the tie goes to the even t - 1
     return tie
+
+
+def _trailing_zeros(t):
+    return (t & -t).bit_length() - 1
+
+
+def at_least(value, t):
+    """``value >= t`` for a signed ``value`` and a constant ``t``, compared on as few bits
+    as exactness allows (a :func:`round_threshold` has ``shift - 1`` low bits of zeros,
+    or is one more than such a number: a full-width compare of a wide product would be
+    a long carry chain).
+
+    * ``t = q * 2**k``: ``value >= t`` exactly when ``value >> k >= q``.
+    * ``t = q * 2**k + 1``: with ``w = 2 * (value >> k) + (any of value's k low bits)``,
+      a monotone map that sends ``t`` to ``2q + 1`` and ``t - 1`` to ``2q``,
+      ``value >= t`` exactly when ``w >= 2q + 1``.
+    """
+    n = len(value)
+    zeros = n - 1 if t == 0 else min(_trailing_zeros(t), n - 1)
+    ones = n - 1 if t == 1 else min(_trailing_zeros(t - 1), n - 1)
+    if zeros >= ones or ones < 2:
+        return value[zeros:].as_signed() >= (t >> zeros)
+    sticky = value[:ones].any()
+    return Cat(sticky, value[ones:]).as_signed() >= 2 * ((t - 1) >> ones) + 1
 
 
 def _table(values, shape, *index):
@@ -255,15 +280,16 @@ class Requantizer(wiring.Component):
             # The saturation flags compare the product with the bounds moved before
             # the rounding (round_threshold), beside the rounding adder, so the clamp
             # stage is a multiplexer of registered flags instead of two compares on
-            # the rounded value.
+            # the rounded value; the compares skip the threshold's low zero bits
+            # (at_least).
             scaled = Signal(signed(max(1, len(prod) - s + 1)), name=f"scaled{lane}")
             under, over = Signal(name=f"under{lane}"), Signal(name=f"over{lane}")
             clamped = Signal(signed(signed_bits(max(abs(lo), abs(hi)))),
                              name=f"clamped{lane}")
             with m.If(en):
                 m.d.sync += [scaled.eq(round_shift_const(prod, s, rnd)),
-                             under.eq(prod < round_threshold(lo, s, rnd)),
-                             over.eq(prod >= round_threshold(hi + 1, s, rnd))]
+                             under.eq(~at_least(prod, round_threshold(lo, s, rnd))),
+                             over.eq(at_least(prod, round_threshold(hi + 1, s, rnd)))]
             padded = dsp.delay(m, en, scaled, pad, f"scaled{lane}")
             under, over = (dsp.delay(m, en, under, pad, f"under{lane}"),
                            dsp.delay(m, en, over, pad, f"over{lane}"))
