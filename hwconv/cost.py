@@ -392,10 +392,11 @@ def _check_weights(stage, op, name="weights"):
 
 def mac_depth(terms, levels_per_stage, backend="generic"):
     """Register stages of :class:`hwconv.hw.mac.MacArray` from an input beat to its
-    output: weight ROM read (2), product (:func:`mul_latency`), adder tree, accumulator."""
+    output: weight ROM read (2), product (:func:`mul_latency`), adder tree, accumulator
+    result register (1), output register or queue (1)."""
     levels = (terms - 1).bit_length()
     tree = (levels - 1) // levels_per_stage if levels_per_stage and levels else 0
-    return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 1
+    return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 2
 
 
 def dsp_cells(backend, a_bits, b_bits):
@@ -589,9 +590,11 @@ def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1
 # -- pool-then-activate (hwconv.hw.pool) ---------------------------------------------
 
 def max_tree_stages(taps, levels_per_stage):
-    """Register stages of :class:`hwconv.hw.pool.WindowMax` (output register included)."""
+    """Register stages of :class:`hwconv.hw.pool.WindowMax`: one after every
+    ``levels_per_stage`` comparator levels and one after the last level (none inside a
+    combinational tree, ``levels_per_stage = 0``), then the output register or queue."""
     levels = (taps - 1).bit_length()
-    return 1 + ((levels - 1) // levels_per_stage if levels_per_stage and levels else 0)
+    return 1 + (-(-levels // levels_per_stage) if levels_per_stage else 0)
 
 
 def activation_latency(act):
@@ -1528,6 +1531,7 @@ def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1)
     taps = geo.rows.kernel * geo.cols.kernel
     stages = max_tree_stages(taps, levels_per_stage)
     _, tree_regs = _tree_bits(taps, 8, levels_per_stage)
+    tree_regs += 8 * (levels_per_stage > 0 and taps > 1)     # after the last level
     inv += line_buffer_inventory(geo)
     return inv + Inventory(ff=lanes * (8 + tree_regs) + 2 * stages,
                            adder=(taps - 1) * lanes * 9, mux=(taps - 1) * lanes * 8)

@@ -229,11 +229,9 @@ class Dense(StageFigures, wiring.Component):
         # credit of a CreditQueue in front of the requantizer (the same latency).
         if self._skid:
             en = Const(1, 1)
-            acc_out = rq.i.signature.flip().create(path=("acc_out",))
         else:
             en = Signal()
             m.d.comb += en.eq(~rq.i.valid | rq.i.ready)
-            acc_out = rq.i
 
         # Stage 0: step sequencer over (output group og, input chunk ic).
         og = Signal(range(no), name="og")
@@ -306,21 +304,17 @@ class Dense(StageFigures, wiring.Component):
         ct_pre = dsp.delay(m, en, c1, mul_latency(self._backend) + regs - 1, "ctrl_s2")
         ct = dsp.delay(m, en, ct_pre, 1, "ctrl_acc")
 
+        # The accumulators double as the result registers: the output register or
+        # queue reads them an edge after the sum (the queue's multiplexers stay off
+        # the adder), with the flags registered alike (`res`).
         acc_bits = self.acc_bits
         acc = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(pe)]
         bias = [int(b) for b in self._bias]
-        if self._skid:
-            latency = WeightRom.latency + mul_latency(self._backend) + regs
-            m.submodules.acc_queue = q = CreditQueue.covering(rq.i.signature.flip(), latency)
-            wiring.connect(m, q.o, rq.i)
-            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & (ic == ni - 1)),
-                         q.w_en.eq(acc_out.valid), q.w_data.eq(acc_out.payload)]
-            out = m.d.comb
-        else:
-            out = m.d.sync
+        res = Signal(data.StructLayout({"valid": 1, "group": ct.og.shape(), "last": 1}),
+                     name="res")
         with m.If(en):
-            out += [acc_out.valid.eq(ct.valid & ct.done), acc_out.payload.group.eq(ct.og),
-                    acc_out.payload.last.eq(ct.last)]
+            m.d.sync += [res.valid.eq(ct.valid & ct.done), res.group.eq(ct.og),
+                         res.last.eq(ct.last)]
         for p in range(pe):
             new = Signal(signed(acc_bits), name=f"acc_next{p}")
             b = group_bias([bias[g * pe + p] for g in range(no)], signed(acc_bits),
@@ -330,9 +324,17 @@ class Dense(StageFigures, wiring.Component):
             m.d.comb += new.eq(start + sums[p])
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)
-            if self._skid:      # a plain wire into the queue (written only when valid)
-                m.d.comb += acc_out.payload.acc[p].eq(new)
-            else:
-                with m.If(en & ct.valid):
-                    m.d.sync += acc_out.payload.acc[p].eq(new)
+        if self._skid:
+            latency = WeightRom.latency + mul_latency(self._backend) + regs + 1
+            m.submodules.acc_queue = q = CreditQueue.covering(rq.i.signature.flip(), latency)
+            wiring.connect(m, q.o, rq.i)
+            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & (ic == ni - 1)),
+                         q.w_en.eq(res.valid), q.w_data.group.eq(res.group),
+                         q.w_data.last.eq(res.last)]
+            m.d.comb += [q.w_data.acc[p].eq(acc[p]) for p in range(pe)]
+        else:
+            with m.If(en):
+                m.d.sync += [rq.i.valid.eq(res.valid), rq.i.payload.group.eq(res.group),
+                             rq.i.payload.last.eq(res.last)]
+                m.d.sync += [rq.i.payload.acc[p].eq(acc[p]) for p in range(pe)]
         return m

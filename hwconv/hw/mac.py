@@ -32,8 +32,8 @@ Pipeline (global stall, or free-running with credits, ``credit=True``: see
 (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the input beat delayed
 alike), products (:func:`hwconv.hw.dsp.multiply`, :func:`hwconv.cost.mul_latency` of the
 back end), adder tree (registers every ``levels_per_stage`` levels, see
-:func:`hwconv.hw.dense.adder_tree`), accumulator/output register or queue (1).  Throughput: one
-``(beat, fold)`` step per cycle.
+:func:`hwconv.hw.dense.adder_tree`), accumulator result register (1), output register or
+queue (1).  Throughput: one ``(beat, fold)`` step per cycle.
 """
 
 from __future__ import annotations
@@ -247,21 +247,14 @@ class MacArray(wiring.Component):
                 for w in range(folds)] if banked else None
         part = [Signal(acc_shape, name=f"part{p}", reset_less=True) for p in range(pe)] \
             if kc > 1 else None
-        out_valid = ct.valid & ct.final & ct.tail
-        if self._credit:
-            latency = WeightRom.latency + mul_latency(self._backend.name) + regs
-            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature, latency)
-            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & produces), q.w_en.eq(out_valid),
-                         q.w_data.group.eq(ct.group), q.w_data.last.eq(ct.last)]
-            wiring.connect(m, q.o, wiring.flipped(self.o))
-            out_acc = q.w_data.acc
-        else:
-            out_acc = self.o.payload.acc
+        # Every step's sum lands in a result register (`res`), which feeds the output
+        # register or queue: the queue's multiplexers stay off the accumulator's adder.
+        res_ctrl = data.StructLayout({"valid": 1, "group": ct.group.shape(), "last": 1})
+        res_c = Signal(res_ctrl, name="res_ctrl")
+        res = [Signal(acc_shape, name=f"res{p}", reset_less=True) for p in range(pe)]
         with m.If(en):
-            if not self._credit:
-                m.d.sync += [self.o.valid.eq(out_valid),
-                             self.o.payload.group.eq(ct.group),
-                             self.o.payload.last.eq(ct.last)]
+            m.d.sync += [res_c.valid.eq(ct.valid & ct.final & ct.tail),
+                         res_c.group.eq(ct.group), res_c.last.eq(ct.last)]
             for p in range(pe):
                 new = Signal(acc_shape, name=f"acc_next{p}")
                 # the next step's start, from the state as this edge leaves it
@@ -277,10 +270,7 @@ class MacArray(wiring.Component):
                     m.d.comb += new.eq(start + sums[p])
                 else:
                     m.d.comb += new.eq(start_register(m, en, start, f"start{p}") + sums[p])
-                if self._credit:
-                    m.d.comb += out_acc[p].eq(new)
-                else:
-                    m.d.sync += out_acc[p].eq(new)
+                m.d.sync += res[p].eq(new)
                 if part is not None:
                     with m.If(ct.valid):
                         m.d.sync += part[p].eq(new)
@@ -288,4 +278,16 @@ class MacArray(wiring.Component):
                     with m.If(ct.valid & ct.tail):
                         for w in range(folds):
                             m.d.sync += bank[w][p].eq(new if w == folds - 1 else bank[w + 1][p])
+        if self._credit:
+            latency = WeightRom.latency + mul_latency(self._backend.name) + regs + 1
+            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature, latency)
+            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & produces), q.w_en.eq(res_c.valid),
+                         q.w_data.group.eq(res_c.group), q.w_data.last.eq(res_c.last)]
+            m.d.comb += [q.w_data.acc[p].eq(res[p]) for p in range(pe)]
+            wiring.connect(m, q.o, wiring.flipped(self.o))
+        else:
+            with m.If(en):
+                m.d.sync += [self.o.valid.eq(res_c.valid), self.o.payload.group.eq(res_c.group),
+                             self.o.payload.last.eq(res_c.last)]
+                m.d.sync += [self.o.payload.acc[p].eq(res[p]) for p in range(pe)]
         return m

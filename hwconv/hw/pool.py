@@ -8,7 +8,7 @@ computes exactly :func:`hwconv.golden.pool_activate`.
 
 * Pooling: a :class:`~hwconv.hw.linebuffer.LineBuffer` padded with the input type's
   minimum (padding never wins: every window holds a real value), then a per-lane
-  comparator tree with a register every ``levels_per_stage`` levels.
+  comparator tree with a register every ``levels_per_stage`` levels and after the last.
 * Activation (:class:`ActivationUnit`): ``d = x - zp_in``; ``r = round_half_up(d * M /
   2**s)`` with the positive or the negative branch's fixed-point constant ``(M, s)``
   (LeakyReLU's alpha lives in the negative multiplier); ``y = clamp(zp_out + r, lo,
@@ -136,7 +136,8 @@ class WindowMax(wiring.Component):
     i : In(window_signature(elem, lanes, taps))
     o : Out(beat_signature(elem, lanes))
     latency : int
-        Register stages: one per ``levels_per_stage`` comparator levels, at least one.
+        Register stages (:func:`hwconv.cost.max_tree_stages`): one per
+        ``levels_per_stage`` comparator levels and one after the last, then the output.
     """
 
     def __init__(self, elem, lanes, taps, levels_per_stage=1, *, credit=False):
@@ -164,7 +165,9 @@ class WindowMax(wiring.Component):
                 nxt.append(pairs + ([vals[-1]] if len(vals) % 2 else []))
             terms = nxt
             level += 1
-            if self._lps and level % self._lps == 0 and len(terms[0]) > 1:
+            # a register after the last level too: into a credit queue the final
+            # compare-and-select would otherwise meet the queue's own multiplexers
+            if self._lps and (level % self._lps == 0 or len(terms[0]) == 1):
                 staged = [[Signal(self._elem, name=f"max_l{level}_{lane}_{k}")
                            for k in range(len(vals))] for lane, vals in enumerate(terms)]
                 v, lst = Signal(name=f"valid_l{level}"), Signal(name=f"last_l{level}")
