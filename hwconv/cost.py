@@ -1278,7 +1278,7 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
     if banked or chunks > 1 or out_groups > 1:
-        ff += pe * acc_bits             # the start register (hwconv.hw.dense.start_register)
+        ff += pe * acc_bits     # credit mode's start register (hwconv.hw.dense.start_register)
     return Inventory(muls, mems, ff=ff, adder=pe * adders + pe * acc_bits, mux=mux,
                      mul_ff=live * _mul_ff(backend, a_bits, wbits, pbits), ctrl=20)
 

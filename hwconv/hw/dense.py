@@ -317,10 +317,13 @@ class Dense(StageFigures, wiring.Component):
                          res.last.eq(ct.last)]
         for p in range(pe):
             new = Signal(signed(acc_bits), name=f"acc_next{p}")
-            b = group_bias([bias[g * pe + p] for g in range(no)], signed(acc_bits),
-                           ct_pre.og)
-            start = start_register(m, en, Mux(ct_pre.first, b,
-                                              Mux(ct.valid, new, acc[p])), f"start{p}")
+            lane_bias = [bias[g * pe + p] for g in range(no)]
+            if self._skid:      # the next step's start, registered (start_register)
+                b = group_bias(lane_bias, signed(acc_bits), ct_pre.og)
+                start = start_register(m, en, Mux(ct_pre.first, b,
+                                                  Mux(ct.valid, new, acc[p])), f"start{p}")
+            else:
+                start = Mux(ct.first, group_bias(lane_bias, signed(acc_bits), ct.og), acc[p])
             m.d.comb += new.eq(start + sums[p])
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)

@@ -257,19 +257,30 @@ class MacArray(wiring.Component):
                          res_c.group.eq(ct.group), res_c.last.eq(ct.last)]
             for p in range(pe):
                 new = Signal(acc_shape, name=f"acc_next{p}")
-                # the next step's start, from the state as this edge leaves it
-                start = group_bias([int(b) for b in self._bias[:, p]], acc_shape,
-                                   ct_pre.group)
-                if banked:
+
+                def start_value(ctl, bank0, part_sum):
+                    """The start (bias, bank word or partial sum) of step ``ctl``."""
+                    v = group_bias([int(b) for b in self._bias[:, p]], acc_shape,
+                                   ctl.group)
+                    if banked:
+                        v = Mux(ctl.first, v, bank0)
+                    if part is not None:
+                        v = Mux(ctl.head, v, part_sum)
+                    return v
+                if self._credit:
+                    # the next step's, from the state as this edge leaves it, into a
+                    # register (for fast clocks; the stall mode saves its flip-flops)
                     shifts = ct.valid & ct.tail
-                    bank0 = Mux(shifts, new if folds == 1 else bank[1][p], bank[0][p])
-                    start = Mux(ct_pre.first, start, bank0)
-                if part is not None:
-                    start = Mux(ct_pre.head, start, Mux(ct.valid, new, part[p]))
-                if isinstance(start, Const):
-                    m.d.comb += new.eq(start + sums[p])
+                    start = start_value(
+                        ct_pre,
+                        banked and Mux(shifts, new if folds == 1 else bank[1][p], bank[0][p]),
+                        part is not None and Mux(ct.valid, new, part[p]))
+                    if not isinstance(start, Const):
+                        start = start_register(m, en, start, f"start{p}")
                 else:
-                    m.d.comb += new.eq(start_register(m, en, start, f"start{p}") + sums[p])
+                    start = start_value(ct, banked and bank[0][p],
+                                        part is not None and part[p])
+                m.d.comb += new.eq(start + sums[p])
                 m.d.sync += res[p].eq(new)
                 if part is not None:
                     with m.If(ct.valid):
