@@ -1266,8 +1266,8 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
     ctrl = 4 + _clog2(max(out_groups, 2))
     stages = WEIGHT_ROM_LATENCY + mul_latency(backend) + (tree_regs > 0)
-    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + pe * acc_bits
-          + ctrl * stages + 3 * _clog2(max(steps, 2)))
+    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + 2 * pe * acc_bits
+          + ctrl * stages + 3 * _clog2(max(steps, 2)))      # result and output registers
     mux = 0
     if banked:
         ff += out_groups * pe * acc_bits
@@ -1539,7 +1539,8 @@ def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1)
 
 def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="generic"):
     """:class:`hwconv.hw.dense.Dense`: weight ROM, input vector buffer, MAC lanes (each
-    with its accumulator and start register)."""
+    with its accumulator and one more register: the start register with credits, the
+    output register without)."""
     o, n = op.weight.shape
     ni, no = n // simd, o // pe
     acc = acc_bits_dense(op)

@@ -166,10 +166,10 @@ class CreditQueue(wiring.Component):
         # flip-flop and every update a 3:1 multiplexer per bit: no carry chains.
         # `reserve` lands in a flip-flop first (`taken`) and reaches the credit count an
         # edge later, so the unit's issue logic, where `reserve` comes from, ends at
-        # that flip-flop.  `ok` assumes both `taken` and a credit taken this cycle:
-        # ``used + 2 <= depth``.  It then depends neither on the issue logic (which
-        # `ok` gates) nor on the consumer; it is one credit pessimistic only after a
-        # cycle that took none, which a stream at full rate never has
+        # that flip-flop.  `ok` is ``used + 2 <= depth``: room for this cycle's credit
+        # with `taken` counted as set.  It then depends neither on the issue logic
+        # (which `ok` gates) nor on the consumer; it is one credit pessimistic only
+        # after a cycle that took none, which a stream at full rate never has
         # (tests/test_hw_fifo.py: full rate at latency + 2).
         used = Signal(d, name="used")
         taken = Signal()
