@@ -340,8 +340,11 @@ class LineBuffer(wiring.Component):
                 b_valid.eq(slot),
                 b_emit.eq((take & feed.emit) | (slot & t_emit)),
                 b_last.eq((take & feed.emit & feed.final) | (slot & t_emit & tail.final)),
-                b_rmask.eq(Mux(t_emit, tail.rmask, feed.rmask)),
-                b_cmask.eq(Mux(t_emit, tail.cmask, feed.cmask)),
+                # while a frame's tail runs, only the tail emits (windows leave in
+                # raster order, and the frame's last one ends the tail), so the masks
+                # are chosen by `tail_on`, a flip-flop, not by the tail's emit logic
+                b_rmask.eq(Mux(tail_on, tail.rmask, feed.rmask)),
+                b_cmask.eq(Mux(tail_on, tail.cmask, feed.cmask)),
                 b_in.eq(Mux(take, self.i.payload.data.as_value(),
                             Cat(*[self._pad_const()] * lanes))),
             ]
