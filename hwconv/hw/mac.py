@@ -252,33 +252,33 @@ class MacArray(wiring.Component):
         res_ctrl = data.StructLayout({"valid": 1, "group": ct.group.shape(), "last": 1})
         res_c = Signal(res_ctrl, name="res_ctrl")
         res = [Signal(acc_shape, name=f"res{p}", reset_less=True) for p in range(pe)]
+
+        def start_value(p, ctl, bank0, part_sum):
+            """Lane ``p``'s start (bias, bank word or partial sum) for step ``ctl``."""
+            v = group_bias([int(b) for b in self._bias[:, p]], acc_shape, ctl.group)
+            if banked:
+                v = Mux(ctl.first, v, bank0)
+            if part is not None:
+                v = Mux(ctl.head, v, part_sum)
+            return v
+
         with m.If(en):
             m.d.sync += [res_c.valid.eq(ct.valid & ct.final & ct.tail),
                          res_c.group.eq(ct.group), res_c.last.eq(ct.last)]
             for p in range(pe):
                 new = Signal(acc_shape, name=f"acc_next{p}")
-
-                def start_value(ctl, bank0, part_sum):
-                    """The start (bias, bank word or partial sum) of step ``ctl``."""
-                    v = group_bias([int(b) for b in self._bias[:, p]], acc_shape,
-                                   ctl.group)
-                    if banked:
-                        v = Mux(ctl.first, v, bank0)
-                    if part is not None:
-                        v = Mux(ctl.head, v, part_sum)
-                    return v
                 if self._credit:
                     # the next step's, from the state as this edge leaves it, into a
                     # register (for fast clocks; the stall mode saves its flip-flops)
                     shifts = ct.valid & ct.tail
                     start = start_value(
-                        ct_pre,
+                        p, ct_pre,
                         banked and Mux(shifts, new if folds == 1 else bank[1][p], bank[0][p]),
                         part is not None and Mux(ct.valid, new, part[p]))
                     if not isinstance(start, Const):
                         start = start_register(m, en, start, f"start{p}")
                 else:
-                    start = start_value(ct, banked and bank[0][p],
+                    start = start_value(p, ct, banked and bank[0][p],
                                         part is not None and part[p])
                 m.d.comb += new.eq(start + sums[p])
                 m.d.sync += res[p].eq(new)
