@@ -171,12 +171,15 @@ class CreditQueue(wiring.Component):
         # (which `ok` gates) nor on the consumer; it is one credit pessimistic only
         # after a cycle that took none, which a stream at full rate never has
         # (tests/test_hw_fifo.py: full rate at latency + 2).
+        # `ok` is a flip-flop of its own (not an inverter after `used`), placed by its
+        # fan-out: the unit's issue logic and the upstream queue's output enables.
         used = Signal(d, name="used")
         taken = Signal()
         pop = Signal()
-        m.d.comb += pop.eq(self.o.valid & self.o.ready)
-        m.d.sync += [taken.eq(self.reserve), used.eq(_count(used, taken, pop))]
-        m.d.comb += self.ok.eq(~used[d - 2])
+        ok = Signal(init=1)
+        m.d.comb += [pop.eq(self.o.valid & self.o.ready), self.ok.eq(ok)]
+        used_next = _count(used, taken, pop)
+        m.d.sync += [taken.eq(self.reserve), used.eq(used_next), ok.eq(~used_next[d - 2])]
         width = Shape.cast(self.w_data.shape()).width
         m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
