@@ -1266,8 +1266,8 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
     ctrl = 4 + _clog2(max(out_groups, 2))
     stages = WEIGHT_ROM_LATENCY + mul_latency(backend) + (tree_regs > 0)
-    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + 2 * pe * acc_bits
-          + ctrl * stages + 3 * _clog2(max(steps, 2)))      # result and output registers
+    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + pe * acc_bits
+          + ctrl * stages + 3 * _clog2(max(steps, 2)))
     mux = 0
     if banked:
         ff += out_groups * pe * acc_bits
@@ -1275,6 +1275,8 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
     if chunks > 1:
         ff += pe * acc_bits
         mux += pe * acc_bits + n_in * 8 * (chunks - 1)
+    if not banked and chunks == 1:
+        ff += pe * acc_bits             # the result register (else the bank or partial sum)
     if out_groups > 1:
         mux += pe * acc_bits            # per-group bias table
     if banked or chunks > 1 or out_groups > 1:

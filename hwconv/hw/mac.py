@@ -249,9 +249,17 @@ class MacArray(wiring.Component):
             if kc > 1 else None
         # Every step's sum lands in a result register (`res`), which feeds the output
         # register or queue: the queue's multiplexers stay off the accumulator's adder.
+        # The bank's newest word, or the partial sum, already holds an output step's
+        # sum an edge later, so `res` is one of them where there is one.
         res_ctrl = data.StructLayout({"valid": 1, "group": ct.group.shape(), "last": 1})
         res_c = Signal(res_ctrl, name="res_ctrl")
-        res = [Signal(acc_shape, name=f"res{p}", reset_less=True) for p in range(pe)]
+        if banked:
+            res = bank[folds - 1]
+        elif part is not None:
+            res = part
+        else:
+            res = [Signal(acc_shape, name=f"res{p}", reset_less=True) for p in range(pe)]
+        own_res = not banked and part is None
 
         def start_value(p, ctl, bank0, part_sum):
             """Lane ``p``'s start (bias, bank word or partial sum) for step ``ctl``."""
@@ -281,7 +289,8 @@ class MacArray(wiring.Component):
                     start = start_value(p, ct, banked and bank[0][p],
                                         part is not None and part[p])
                 m.d.comb += new.eq(start + sums[p])
-                m.d.sync += res[p].eq(new)
+                if own_res:
+                    m.d.sync += res[p].eq(new)
                 if part is not None:
                     with m.If(ct.valid):
                         m.d.sync += part[p].eq(new)
