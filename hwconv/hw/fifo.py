@@ -167,12 +167,12 @@ class CreditQueue(wiring.Component):
         # `reserve` lands in a flip-flop first (`taken`) and reaches the credit count an
         # edge later, so the unit's issue logic, where `reserve` comes from, ends at
         # that flip-flop.  `ok` is ``used + 2 <= depth``: room for this cycle's credit
-        # with `taken` counted as set.  It then depends neither on the issue logic
-        # (which `ok` gates) nor on the consumer; it is one credit pessimistic only
-        # after a cycle that took none, which a stream at full rate never has
+        # with `taken` counted as set, in a flip-flop of its own (not an inverter after
+        # `used`), placed by its fan-out: the unit's issue logic and the upstream
+        # queue's output enables.  It then depends neither on the issue logic (which
+        # `ok` gates) nor on the consumer; it is one credit pessimistic only after a
+        # cycle that took none, which a stream at full rate never has
         # (tests/test_hw_fifo.py: full rate at latency + 2).
-        # `ok` is a flip-flop of its own (not an inverter after `used`), placed by its
-        # fan-out: the unit's issue logic and the upstream queue's output enables.
         used = Signal(d, name="used")
         taken = Signal()
         pop = Signal()
