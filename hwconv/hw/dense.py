@@ -75,10 +75,7 @@ def start_register(m, en, value, name):
     the accumulator state as this edge leaves it, so only the adder lies between
     registers on the accumulator's path (the choice between bias and running sum
     happens beside it).  Advances when ``en``."""
-    reg = Signal(value.shape(), name=name, reset_less=True)
-    with m.If(en):
-        m.d.sync += reg.eq(value)
-    return reg
+    return dsp.delay(m, en, value, 1, name, reset_less=True)
 
 
 def adder_tree(m, terms, bounds, en, levels_per_stage, name):
