@@ -168,21 +168,35 @@ class MacArray(wiring.Component):
         g = Signal(range(groups), name="beat")
         addr = Signal(range(steps), name="waddr")
         step = Signal()
-        beat_done = (f == folds - 1) & (c == kc - 1)
+        # The counters' next state, and two flags of it in flip-flops (so `i.ready` and
+        # `go`, which fan out to the input's register enables, are one LUT of
+        # flip-flops): `beat_done`, the step takes the beat (last fold, last chunk);
+        # `produces`, it writes an output (last beat of a pixel, last chunk).
+        c_n, f_n, g_n = Signal.like(c), Signal.like(f), Signal.like(g)
+        m.d.comb += [c_n.eq(c), f_n.eq(f), g_n.eq(g)]
+
+        def flags(c, f, g):
+            final = (g == groups - 1) if self._accumulate else 1
+            return (f == folds - 1) & (c == kc - 1), final & (c == kc - 1)
+
+        beat_done = Signal(init=int(folds == 1 and kc == 1), name="beat_done")
+        produces = Signal(init=int((groups == 1 or not self._accumulate) and kc == 1),
+                          name="produces")
+        m.d.sync += [beat_done.eq(flags(c_n, f_n, g_n)[0]),
+                     produces.eq(flags(c_n, f_n, g_n)[1])]
         out_group = f if self._accumulate else g
         first = (g == 0) if self._accumulate else 1
         final = (g == groups - 1) if self._accumulate else 1
-        produces = Signal()
-        m.d.comb += produces.eq(final & (c == kc - 1))
         go = (ok | ~produces) if self._credit else en
         m.d.comb += [src.ready.eq(go & beat_done), step.eq(go & src.valid)]
         with m.If(step):
-            m.d.sync += [c.eq(Mux(c == kc - 1, 0, c + 1)),
-                         addr.eq(Mux(addr == steps - 1, 0, addr + 1))]
+            m.d.comb += c_n.eq(Mux(c == kc - 1, 0, c + 1))
+            m.d.sync += addr.eq(Mux(addr == steps - 1, 0, addr + 1))
             with m.If(c == kc - 1):
-                m.d.sync += f.eq(Mux(f == folds - 1, 0, f + 1))
+                m.d.comb += f_n.eq(Mux(f == folds - 1, 0, f + 1))
             with m.If(beat_done):
-                m.d.sync += g.eq(Mux(g == groups - 1, 0, g + 1))
+                m.d.comb += g_n.eq(Mux(g == groups - 1, 0, g + 1))
+        m.d.sync += [c.eq(c_n), f.eq(f_n), g.eq(g_n)]
 
         ctrl = data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
                                   "head": 1, "tail": 1,

@@ -332,12 +332,14 @@ class Requantizer(wiring.Component):
         held = Signal.like(src.payload, name="held")
         busy = Signal()
         k = Signal(range(n), name="limb")
+        # `final` (busy on the last limb) is a flip-flop set an edge ahead, so `take`
+        # and `i.ready` are one LUT of flip-flops (no compare of `k` before them)
         final = Signal()
         take = Signal()
-        m.d.comb += [final.eq(busy & (k == n - 1)),
-                     src.ready.eq(go & (~busy | final)),
+        m.d.comb += [src.ready.eq(go & (~busy | final)),
                      take.eq(src.valid & src.ready)]
         with m.If(en):
+            m.d.sync += final.eq(~take & ~final & busy & (k == n - 2))
             with m.If(take):
                 m.d.sync += [held.eq(src.payload), busy.eq(1), k.eq(0)]
             with m.Elif(final):
@@ -370,16 +372,16 @@ class Requantizer(wiring.Component):
                          limbs.as_value().eq(rd.data)]
         else:
             # both candidates looked up in parallel, `take` only picks one: limb 0 of
-            # the incoming beat's group, or the held beat's next limb
-            k1 = Signal(kb, name="limb_after")
-            m.d.comb += k1.eq(k + 1)
+            # the incoming beat's group, or the held beat's next limb (a table indexed
+            # by `k` whose entry j is limb j + 1: no incrementer before the lookup)
             for lane, rows in enumerate(tables):
+                after = [r[1:] + [0] for r in rows]
                 if all(r == rows[0] for r in rows):
                     first = Const(rows[0][0], unsigned(w))
-                    nxt = _table(rows[0], unsigned(w), k1)
+                    nxt = _table(after[0], unsigned(w), k)
                 else:
                     first = _table([r[0] for r in rows], unsigned(w), src.payload.group)
-                    nxt = _table(rows, unsigned(w), held.group, k1)
+                    nxt = _table(after, unsigned(w), held.group, k)
                 with m.If(en):
                     m.d.sync += limbs[lane].eq(Mux(take, first, nxt))
 
