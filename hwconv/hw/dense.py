@@ -38,7 +38,7 @@ from ..numerics import signed_bits
 from ..quant import QDense
 from . import dsp
 from ..cost import mul_latency
-from .fifo import CreditQueue, RegisterSlice
+from .fifo import PipelineEnd, RegisterSlice
 from .rom import WeightRom
 from .requant import Requantizer
 from .figures import StageFigures
@@ -224,11 +224,8 @@ class Dense(StageFigures, wiring.Component):
         # accumulator output is free or being taken by the requantizer.  skid=True: the
         # registers run free and a step that completes an output group first takes a
         # credit of a CreditQueue in front of the requantizer (the same latency).
-        if self._skid:
-            en = Const(1, 1)
-        else:
-            en = Signal()
-            m.d.comb += en.eq(~rq.i.valid | rq.i.ready)
+        out = PipelineEnd(m, rq.i, self._skid, name="acc_queue")
+        en = out.en
 
         # Stage 0: step sequencer over (output group og, input chunk ic).
         og = Signal(range(no), name="og")
@@ -236,11 +233,7 @@ class Dense(StageFigures, wiring.Component):
         widx = Signal(range(no * ni), name="widx")
         first_sweep = Signal()
         m.d.comb += first_sweep.eq(og == 0)
-        if self._skid:
-            ok = Signal()
-            go = ok | (ic != ni - 1)
-        else:
-            go = en
+        go = (out.ok | (ic != ni - 1)) if self._skid else en
         m.d.comb += src.ready.eq(go & first_sweep)
         step = Signal()
         m.d.comb += step.eq(go & (~first_sweep | src.valid))
@@ -324,17 +317,8 @@ class Dense(StageFigures, wiring.Component):
             m.d.comb += new.eq(start + sums[p])
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)
-        if self._skid:
-            latency = WeightRom.latency + mul_latency(self._backend) + regs + 1
-            m.submodules.acc_queue = q = CreditQueue.covering(rq.i.signature.flip(), latency)
-            wiring.connect(m, q.o, rq.i)
-            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & (ic == ni - 1)),
-                         q.w_en.eq(res.valid), q.w_data.group.eq(res.group),
-                         q.w_data.last.eq(res.last)]
-            m.d.comb += [q.w_data.acc[p].eq(acc[p]) for p in range(pe)]
-        else:
-            with m.If(en):
-                m.d.sync += [rq.i.valid.eq(res.valid), rq.i.payload.group.eq(res.group),
-                             rq.i.payload.last.eq(res.last)]
-                m.d.sync += [rq.i.payload.acc[p].eq(acc[p]) for p in range(pe)]
+        out.write(WeightRom.latency + mul_latency(self._backend) + regs + 1,
+                  step & (ic == ni - 1), res.valid,
+                  lambda p: [p.group.eq(res.group), p.last.eq(res.last),
+                             *[p.acc[k].eq(acc[k]) for k in range(pe)]])
         return m

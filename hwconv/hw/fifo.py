@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import HwconvError
 
-__all__ = ["StreamFifo", "RegisterSlice", "CreditQueue", "UnitOutput"]
+__all__ = ["StreamFifo", "RegisterSlice", "CreditQueue", "PipelineEnd", "UnitOutput"]
 
 
 class StreamFifo(wiring.Component):
@@ -215,10 +215,78 @@ def _count(therm, up, down):
                Mux(down & ~up, Cat(therm[1:], Const(0, 1)), therm))
 
 
+class PipelineEnd:
+    """The end of a unit's pipeline: its output register, or (``credit``) a
+    :class:`CreditQueue` standing in its place.  One piece of code for every unit that
+    can run either way (a MAC array, a dense datapath, the simple units of
+    :class:`UnitOutput`).
+
+    Stall mode: every register of the unit advances on ``en = ~sink.valid |
+    sink.ready``, and the result is registered into ``sink``.  Credit mode: the unit
+    runs free (``en`` is constant); a step that will produce a result takes a credit
+    (``reserve``, only while ``ok``), and the result is written into the queue, whose
+    output drives ``sink``: the same latency, and the consumer's ``ready`` reaches no
+    register of the unit.
+
+    Parameters
+    ----------
+    m : Module
+    sink : stream interface
+        The stream the unit drives, seen from its consumer's side: ``wiring.flipped(o)``
+        for the unit's own output port ``o``, or a submodule's input port.
+    credit : bool
+    name : str
+        The queue's submodule name.
+
+    Attributes
+    ----------
+    en : Value
+        Advance the unit's registers (``Const(1)`` in credit mode).
+    ok : Value
+        A step that produces a result may start (credit mode: a credit is free; stall
+        mode: ``en``).
+    """
+
+    def __init__(self, m, sink, credit, name="out_queue"):
+        self._m, self._sink, self._credit, self._name = m, sink, bool(credit), name
+        if self._credit:
+            self.en = Const(1, 1)
+            self.ok = Signal(name=f"{name}_ok")
+        else:
+            self.en = self.ok = Signal(name="en")
+            m.d.comb += self.en.eq(~sink.valid | sink.ready)
+
+    def write(self, latency, reserve, valid, fill):
+        """The last stage.
+
+        Parameters
+        ----------
+        latency : int
+            Edges from a step's ``reserve`` to the write of its result.
+        reserve : Value
+            Credit mode: a step that will produce a result starts (only while ``ok``).
+        valid : Value
+            A result is written this cycle.
+        fill : callable
+            ``fill(payload)``: the assignments of a result to ``payload`` (registered
+            into ``sink``, or plain wires into the queue).
+        """
+        m, sink = self._m, self._sink
+        if self._credit:
+            q = CreditQueue.covering(sink.signature.flip(), latency)
+            m.submodules[self._name] = q
+            wiring.connect(m, q.o, sink)
+            m.d.comb += [self.ok.eq(q.ok), q.reserve.eq(reserve), q.w_en.eq(valid)]
+            m.d.comb += fill(q.w_data)
+            return
+        with m.If(self.en):
+            m.d.sync += [sink.valid.eq(valid), *fill(sink.payload)]
+
+
 class UnitOutput:
     """The end of a simple unit's pipeline, one beat in for one beat out (a
-    :mod:`~hwconv.hw.stream` beat of lanes): its output register, or (``credit``) a
-    :class:`CreditQueue` standing in its place.
+    :mod:`~hwconv.hw.stream` beat of lanes): a :class:`PipelineEnd` that takes a credit
+    for every beat it admits.
 
     Stall mode: every register of the unit advances on ``en = ~o.valid | o.ready``,
     which is also ``i.ready``.  Credit mode: the unit runs free (``en`` is constant), a
@@ -245,29 +313,19 @@ class UnitOutput:
     """
 
     def __init__(self, m, unit, latency, credit):
-        self._m, self._unit, self._credit = m, unit, bool(credit)
-        if self._credit:
-            m.submodules.out_queue = q = CreditQueue.covering(unit.o.signature, latency - 1)
-            wiring.connect(m, q.o, wiring.flipped(unit.o))
-            self._q, self.en = q, Const(1, 1)
+        self._end = end = PipelineEnd(m, wiring.flipped(unit.o), credit)
+        self._latency = latency
+        self.en = end.en
+        if credit:
             self.valid = Signal(name="take")
-            m.d.comb += [unit.i.ready.eq(q.ok), self.valid.eq(q.ok & unit.i.valid),
-                         q.reserve.eq(self.valid)]
+            m.d.comb += self.valid.eq(end.ok & unit.i.valid)
         else:
-            self.en, self.valid = Signal(name="en"), unit.i.valid
-            m.d.comb += [self.en.eq(~unit.o.valid | unit.o.ready),
-                         unit.i.ready.eq(self.en)]
+            self.valid = unit.i.valid
+        m.d.comb += unit.i.ready.eq(end.ok)
 
     def write(self, valid, last, values):
         """The last stage: ``valid``, ``last`` and the output beat's lane values
         (registered, or plain wires into the queue)."""
-        m = self._m
-        if self._credit:
-            q = self._q
-            m.d.comb += [q.w_en.eq(valid), q.w_data.last.eq(last)]
-            m.d.comb += [q.w_data.data[k].eq(v) for k, v in enumerate(values)]
-            return
-        o = self._unit.o
-        with m.If(self.en):
-            m.d.sync += [o.valid.eq(valid), o.payload.last.eq(last)]
-            m.d.sync += [o.payload.data[k].eq(v) for k, v in enumerate(values)]
+        self._end.write(self._latency - 1, self.valid, valid,
+                        lambda p: [p.last.eq(last),
+                                   *[p.data[k].eq(v) for k, v in enumerate(values)]])

@@ -49,7 +49,7 @@ from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
 from .dense import adder_tree, group_bias, start_register
-from .fifo import CreditQueue
+from .fifo import PipelineEnd
 from .requant import acc_layout
 from .rom import WeightRom
 
@@ -154,12 +154,8 @@ class MacArray(wiring.Component):
         # Stall mode: every register advances on `en`.  Credit mode: the registers run
         # free (en = 1) and a step that will write an output first takes a credit of
         # the output queue (`go`), so nothing downstream reaches back into the array.
-        if self._credit:
-            en = Const(1, 1)
-            ok = Signal()
-        else:
-            en = Signal()
-            m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        out = PipelineEnd(m, wiring.flipped(self.o), self._credit)
+        en = out.en
 
         # Issue: step through (beat g, fold f, chunk c); the beat is taken in its last
         # fold's last chunk.
@@ -187,7 +183,7 @@ class MacArray(wiring.Component):
         out_group = f if self._accumulate else g
         first = (g == 0) if self._accumulate else 1
         final = (g == groups - 1) if self._accumulate else 1
-        go = (ok | ~produces) if self._credit else en
+        go = (out.ok | ~produces) if self._credit else en
         m.d.comb += [src.ready.eq(go & beat_done), step.eq(go & src.valid)]
         with m.If(step):
             m.d.comb += c_n.eq(Mux(c == kc - 1, 0, c + 1))
@@ -312,16 +308,8 @@ class MacArray(wiring.Component):
                     with m.If(ct.valid & ct.tail):
                         for w in range(folds):
                             m.d.sync += bank[w][p].eq(new if w == folds - 1 else bank[w + 1][p])
-        if self._credit:
-            latency = WeightRom.latency + mul_latency(self._backend.name) + regs + 1
-            m.submodules.out_queue = q = CreditQueue.covering(self.o.signature, latency)
-            m.d.comb += [ok.eq(q.ok), q.reserve.eq(step & produces), q.w_en.eq(res_c.valid),
-                         q.w_data.group.eq(res_c.group), q.w_data.last.eq(res_c.last)]
-            m.d.comb += [q.w_data.acc[p].eq(res[p]) for p in range(pe)]
-            wiring.connect(m, q.o, wiring.flipped(self.o))
-        else:
-            with m.If(en):
-                m.d.sync += [self.o.valid.eq(res_c.valid), self.o.payload.group.eq(res_c.group),
-                             self.o.payload.last.eq(res_c.last)]
-                m.d.sync += [self.o.payload.acc[p].eq(res[p]) for p in range(pe)]
+        out.write(WeightRom.latency + mul_latency(self._backend.name) + regs + 1,
+                  step & produces, res_c.valid,
+                  lambda p: [p.group.eq(res_c.group), p.last.eq(res_c.last),
+                             *[p.acc[k].eq(res[k]) for k in range(pe)]])
         return m
