@@ -231,17 +231,24 @@ class Dense(StageFigures, wiring.Component):
         og = Signal(range(no), name="og")
         ic = Signal(range(ni), name="ic")
         widx = Signal(range(no * ni), name="widx")
-        first_sweep = Signal()
-        m.d.comb += first_sweep.eq(og == 0)
-        go = (out.ok | (ic != ni - 1)) if self._skid else en
+        # The counters' next state, and two flags of it in flip-flops, so `i.ready` and
+        # `go` are one LUT of flip-flops: `first_sweep` (og == 0: the beats come from
+        # the stream) and `closes` (ic == ni - 1: the step completes an output group).
+        og_n, ic_n = Signal.like(og), Signal.like(ic)
+        first_sweep = Signal(init=1, name="first_sweep")
+        closes = Signal(init=int(ni == 1), name="closes")
+        m.d.comb += [og_n.eq(og), ic_n.eq(ic)]
+        m.d.sync += [og.eq(og_n), ic.eq(ic_n), first_sweep.eq(og_n == 0),
+                     closes.eq(ic_n == ni - 1)]
+        go = (out.ok | ~closes) if self._skid else en
         m.d.comb += src.ready.eq(go & first_sweep)
         step = Signal()
         m.d.comb += step.eq(go & (~first_sweep | src.valid))
         with m.If(step):
-            m.d.sync += [ic.eq(Mux(ic == ni - 1, 0, ic + 1)),
-                         widx.eq(Mux(widx == no * ni - 1, 0, widx + 1))]
-            with m.If(ic == ni - 1):
-                m.d.sync += og.eq(Mux(og == no - 1, 0, og + 1))
+            m.d.comb += ic_n.eq(Mux(closes, 0, ic + 1))
+            m.d.sync += widx.eq(Mux(widx == no * ni - 1, 0, widx + 1))
+            with m.If(closes):
+                m.d.comb += og_n.eq(Mux(og == no - 1, 0, og + 1))
 
         m.submodules.weights = rom_rd = WeightRom(self._rom_init(), wbits)
         m.d.comb += [rom_rd.addr.eq(widx), rom_rd.en.eq(en)]
@@ -269,8 +276,8 @@ class Dense(StageFigures, wiring.Component):
         ctrl = data.StructLayout({"valid": 1, "first": 1, "done": 1, "og": og.shape(),
                                   "last": 1})
         c0 = Signal(ctrl)
-        m.d.comb += [c0.valid.eq(step), c0.first.eq(ic == 0), c0.done.eq(ic == ni - 1),
-                     c0.og.eq(og), c0.last.eq((ic == ni - 1) & (og == no - 1))]
+        m.d.comb += [c0.valid.eq(step), c0.first.eq(ic == 0), c0.done.eq(closes),
+                     c0.og.eq(og), c0.last.eq(closes & (og == no - 1))]
         c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_s1")
 
         # Stage 3: PE x SIMD products (the back end's mul_latency registers).
@@ -318,7 +325,7 @@ class Dense(StageFigures, wiring.Component):
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)
         out.write(WeightRom.latency + mul_latency(self._backend) + regs + 1,
-                  step & (ic == ni - 1), res.valid,
+                  step & closes, res.valid,
                   lambda p: [p.group.eq(res.group), p.last.eq(res.last),
                              *[p.acc[k].eq(acc[k]) for k in range(pe)]])
         return m
