@@ -77,32 +77,51 @@ def window_signature(elem, lanes, taps):
     return stream.Signature(window_layout(elem, lanes, taps))
 
 
+def _mux(sel, a, b):
+    """``Mux`` that also takes plain integers (to evaluate a flag on a constant state)."""
+    if isinstance(sel, (bool, int)):
+        return a if sel else b
+    return Mux(sel, a, b)
+
+
 class _Cursor:
     """Position of the current slot relative to one frame's first beat.
 
     ``r`` runs past ``H - 1`` for a frame's tail (slots after its last beat).  The phase
     counters give ``(coord - first) mod stride`` without a divider; ``prev_emits`` says
     whether the previous row emitted (its right-padding windows come out in this row).
+
+    The flags of a position (``emit``, ``final``, ``frame_end``, ``row_emits`` and the
+    padding masks ``rmask``/``cmask``) are flip-flops, loaded with the flags of the
+    position the cursor moves to: those of the advanced position are computed from the
+    counters alone, beside the slot logic, so no compare of a counter lies between
+    the cursor and the slot's take, credit and stage-B registers (:meth:`drive`).  The
+    cursor starts at, and reloads, the state ``init``.
     """
 
     def __init__(self, m, name, geo, init):
         rows, cols = geo.rows, geo.cols
-        self._geo = geo
-        self._m = m
+        self._geo, self._m, self._name, self._init = geo, m, name, init
         r_top = max(rows.size, rows.last + 1) + 1
-        self.r = Signal(range(r_top + 1), name=f"{name}_r", init=init["r"])
-        self.c = Signal(range(cols.size), name=f"{name}_c")
-        self.g = Signal(range(geo.groups), name=f"{name}_g")
-        self.rph = Signal(range(rows.stride), name=f"{name}_rph", init=init["rph"])
-        self.cph = Signal(range(cols.stride), name=f"{name}_cph", init=init["cph"])
-        self.prev_emits = Signal(name=f"{name}_prev", init=init["prev"])
-        self.row_emits = Signal(name=f"{name}_row_emits")
-        self.emit = Signal(name=f"{name}_emit")
-        self.final = Signal(name=f"{name}_final")
-        self.frame_end = Signal(name=f"{name}_frame_end")
-        self.rmask = Signal(rows.kernel, name=f"{name}_rmask")
-        self.cmask = Signal(cols.kernel, name=f"{name}_cmask")
-        self._emission(name)
+        self._state = {
+            "r": Signal(range(r_top + 1), name=f"{name}_r", init=init["r"]),
+            "c": Signal(range(cols.size), name=f"{name}_c"),
+            "g": Signal(range(geo.groups), name=f"{name}_g"),
+            "rph": Signal(range(rows.stride), name=f"{name}_rph", init=init["rph"]),
+            "cph": Signal(range(cols.stride), name=f"{name}_cph", init=init["cph"]),
+            "prev": Signal(name=f"{name}_prev", init=init["prev"]),
+        }
+        start = self._flags(self._const_state(init))
+        self._flag = {
+            "row_emits": Signal(name=f"{name}_row_emits", init=start["row_emits"]),
+            "emit": Signal(name=f"{name}_emit", init=start["emit"]),
+            "final": Signal(name=f"{name}_final", init=start["final"]),
+            "frame_end": Signal(name=f"{name}_frame_end", init=start["frame_end"]),
+            "rmask": Signal(rows.kernel, name=f"{name}_rmask", init=start["rmask"]),
+            "cmask": Signal(cols.kernel, name=f"{name}_cmask", init=start["cmask"]),
+        }
+        for k, v in self._flag.items():
+            setattr(self, k, v)
 
     @staticmethod
     def init_at(geo, r):
@@ -112,63 +131,84 @@ class _Cursor:
                 "cph": (-cols.first) % cols.stride,
                 "prev": int(r >= 1 and rows.emits(r - 1))}
 
-    def _emission(self, name):
-        m, geo = self._m, self._geo
+    @staticmethod
+    def _const_state(init):
+        return {"r": init["r"], "c": 0, "g": 0, "rph": init["rph"], "cph": init["cph"],
+                "prev": init["prev"]}
+
+    def _flags(self, st):
+        """The flags of state ``st`` (signals, or integers for a constant state)."""
+        geo = self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
-        m.d.comb += self.row_emits.eq((self.r >= rows.first) & (self.r <= rows.last)
-                                      & (self.rph == 0))
-        normal = Signal(name=f"{name}_normal")
-        wrap = Signal(name=f"{name}_wrap")
-        m.d.comb += normal.eq(self.row_emits & (self.c >= cols.first)
-                              & (self.c <= min(cols.last, w - 1)) & (self.cph == 0))
+        r, c, g = st["r"], st["c"], st["g"]
+        row_emits = (r >= rows.first) & (r <= rows.last) & (st["rph"] == 0)
+        normal = row_emits & (c >= cols.first) & (c <= min(cols.last, w - 1)) & \
+            (st["cph"] == 0)
+        wrap = 0
         if cols.last >= w:
-            m.d.comb += wrap.eq(self.prev_emits & (self.c <= cols.last - w)
-                                & (self.cph == (-w) % cols.stride))
-        m.d.comb += self.emit.eq(normal | wrap)
+            wrap = st["prev"] & (c <= cols.last - w) & (st["cph"] == (-w) % cols.stride)
         # The emitted window's newest tap sits at (er, ec) = (r, c), or (r - 1, c + w) for
         # a wrapped window; a tap k rows up / j columns left is padding when outside the
         # frame.  The bounds move onto the constants, so no subtracter or adder sits
-        # between the cursor registers and the masks.
+        # between the counters and the masks.
         def outside(v, shift, off, size):       # (v + shift) outside [off, size + off)
             return (v < off - shift) | (v >= size + off - shift)
 
-        for k in range(rows.kernel):        # k rows above the newest one
-            off = k * rows.dilation
-            m.d.comb += self.rmask[k].eq(Mux(wrap, outside(self.r, -1, off, rows.size),
-                                             outside(self.r, 0, off, rows.size)))
-        for j in range(cols.kernel):        # j columns left of the newest one
-            off = j * cols.dilation
-            m.d.comb += self.cmask[j].eq(Mux(wrap, outside(self.c, w, off, w),
-                                             outside(self.c, 0, off, w)))
+        rmask = [_mux(wrap, outside(r, -1, k * rows.dilation, rows.size),
+                      outside(r, 0, k * rows.dilation, rows.size))
+                 for k in range(rows.kernel)]
+        cmask = [_mux(wrap, outside(c, w, j * cols.dilation, w),
+                      outside(c, 0, j * cols.dilation, w))
+                 for j in range(cols.kernel)]
         fr, fc = divmod(geo.final_pixel, w)
-        last_group = self.g == geo.groups - 1
-        m.d.comb += [
-            self.final.eq((self.r == fr) & (self.c == fc) & last_group),
-            self.frame_end.eq((self.r == rows.size - 1) & (self.c == w - 1) & last_group),
-        ]
+        last_group = g == geo.groups - 1
+        flags = {"row_emits": row_emits, "emit": normal | wrap,
+                 "final": (r == fr) & (c == fc) & last_group,
+                 "frame_end": (r == rows.size - 1) & (c == w - 1) & last_group}
+        if isinstance(r, int):
+            flags = {k: int(bool(v)) for k, v in flags.items()}
+            flags["rmask"] = sum(int(bool(v)) << k for k, v in enumerate(rmask))
+            flags["cmask"] = sum(int(bool(v)) << j for j, v in enumerate(cmask))
+        else:
+            flags["rmask"], flags["cmask"] = Cat(*rmask), Cat(*cmask)
+        return flags
 
-    def advance(self):
-        m, geo = self._m, self._geo
+    def _advanced(self):
+        """The state one slot on (signals computed from the counters alone)."""
+        m, geo, st = self._m, self._geo, self._state
         rows, cols = geo.rows, geo.cols
-        with m.If(self.g == geo.groups - 1):
-            m.d.sync += self.g.eq(0)
-            with m.If(self.c == cols.size - 1):
-                m.d.sync += [
-                    self.c.eq(0), self.cph.eq((-cols.first) % cols.stride),
-                    self.r.eq(self.r + 1), self.prev_emits.eq(self.row_emits),
-                    self.rph.eq(Mux(self.rph == rows.stride - 1, 0, self.rph + 1)),
+        nxt = {k: Signal.like(v, name=f"{v.name}_next") for k, v in st.items()}
+        m.d.comb += [nxt[k].eq(v) for k, v in st.items()]
+        with m.If(st["g"] == geo.groups - 1):
+            m.d.comb += nxt["g"].eq(0)
+            with m.If(st["c"] == cols.size - 1):
+                m.d.comb += [
+                    nxt["c"].eq(0), nxt["cph"].eq((-cols.first) % cols.stride),
+                    nxt["r"].eq(st["r"] + 1), nxt["prev"].eq(self.row_emits),
+                    nxt["rph"].eq(Mux(st["rph"] == rows.stride - 1, 0, st["rph"] + 1)),
                 ]
             with m.Else():
-                m.d.sync += [self.c.eq(self.c + 1),
-                             self.cph.eq(Mux(self.cph == cols.stride - 1, 0, self.cph + 1))]
+                m.d.comb += [nxt["c"].eq(st["c"] + 1),
+                             nxt["cph"].eq(Mux(st["cph"] == cols.stride - 1, 0,
+                                               st["cph"] + 1))]
         with m.Else():
-            m.d.sync += self.g.eq(self.g + 1)
+            m.d.comb += nxt["g"].eq(st["g"] + 1)
+        return nxt
 
-    def load(self, state):
-        self._m.d.sync += [self.r.eq(state["r"]), self.c.eq(0), self.g.eq(0),
-                           self.rph.eq(state["rph"]), self.cph.eq(state["cph"]),
-                           self.prev_emits.eq(state["prev"])]
+    def drive(self, adv, load):
+        """Move one slot on when ``adv``; go back to ``init`` when ``load`` (first)."""
+        m = self._m
+        nxt = self._advanced()
+        moved = self._flags(nxt)
+        start = self._flags(self._const_state(self._init))
+        with m.If(load):
+            m.d.sync += [v.eq(self._const_state(self._init)[k])
+                         for k, v in self._state.items()]
+            m.d.sync += [v.eq(start[k]) for k, v in self._flag.items()]
+        with m.Elif(adv):
+            m.d.sync += [v.eq(nxt[k]) for k, v in self._state.items()]
+            m.d.sync += [v.eq(moved[k]) for k, v in self._flag.items()]
 
 
 class LineBuffer(wiring.Component):
@@ -318,19 +358,17 @@ class LineBuffer(wiring.Component):
         addr = Signal(range(depth))
         span = cols.dilation * groups           # slots between two columns of a window
         caddr = Signal(range(span), name="chain_addr")
+        restart = take & feed.frame_end         # a frame's last beat: its tail starts
+        feed.drive(take, restart)
+        tail.drive(slot & tail_on, restart)
         with m.If(slot):
             m.d.sync += [addr.eq(Mux(addr == depth - 1, 0, addr + 1)),
                          caddr.eq(Mux(caddr == span - 1, 0, caddr + 1))]
-            with m.If(tail_on):
-                tail.advance()
-                with m.If(tail.final):
-                    m.d.sync += tail_on.eq(0)
+            with m.If(tail_on & tail.final):
+                m.d.sync += tail_on.eq(0)
         with m.If(take):
-            feed.advance()
             m.d.sync += feeding.eq(1)
             with m.If(feed.frame_end):
-                feed.load(_Cursor.init_at(geo, 0))
-                tail.load(tail_state)
                 m.d.sync += [feeding.eq(0), tail_on.eq(int(geo.tail_beats > 0))]
 
         with m.If(adv):
