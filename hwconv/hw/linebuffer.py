@@ -84,6 +84,43 @@ def _mux(sel, a, b):
     return Mux(sel, a, b)
 
 
+class _Plus:
+    """Counter ``v + d`` (no wrap) in a compare with a constant: the compare moves ``d``
+    onto the constant, so no adder precedes it."""
+
+    def __init__(self, v, d):
+        self.v, self.d = v, d
+
+    def __lt__(self, k):
+        return self.v < k - self.d
+
+    def __le__(self, k):
+        return self.v <= k - self.d
+
+    def __gt__(self, k):
+        return self.v > k - self.d
+
+    def __ge__(self, k):
+        return self.v >= k - self.d
+
+    def __eq__(self, k):
+        return self.v == k - self.d
+
+    __hash__ = None
+
+
+class _NextPhase:
+    """Phase counter ``(v + 1) mod stride`` in an equality with a constant."""
+
+    def __init__(self, v, stride):
+        self.v, self.stride = v, stride
+
+    def __eq__(self, k):
+        return self.v == (k - 1) % self.stride
+
+    __hash__ = None
+
+
 class _Cursor:
     """Position of the current slot relative to one frame's first beat.
 
@@ -137,7 +174,8 @@ class _Cursor:
                 "prev": init["prev"]}
 
     def _flags(self, st):
-        """The flags of state ``st`` (signals, or integers for a constant state)."""
+        """The flags of state ``st``: signals, counters with an increment pending
+        (:class:`_Plus`, :class:`_NextPhase`), or integers for a constant state."""
         geo = self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
@@ -166,12 +204,15 @@ class _Cursor:
         flags = {"row_emits": row_emits, "emit": normal | wrap,
                  "final": (r == fr) & (c == fc) & last_group,
                  "frame_end": (r == rows.size - 1) & (c == w - 1) & last_group}
-        if isinstance(r, int):
+        if all(isinstance(v, int) for v in st.values()):
             flags = {k: int(bool(v)) for k, v in flags.items()}
             flags["rmask"] = sum(int(bool(v)) << k for k, v in enumerate(rmask))
             flags["cmask"] = sum(int(bool(v)) << j for j, v in enumerate(cmask))
         else:
-            flags["rmask"], flags["cmask"] = Cat(*rmask), Cat(*cmask)
+            def bit(v):
+                return Const(int(v), 1) if isinstance(v, int) else v
+            flags["rmask"] = Cat(*(bit(v) for v in rmask))
+            flags["cmask"] = Cat(*(bit(v) for v in cmask))
         return flags
 
     def _advanced(self):
@@ -196,11 +237,27 @@ class _Cursor:
             m.d.comb += nxt["g"].eq(st["g"] + 1)
         return nxt
 
+    def _moved_flags(self):
+        """The flags of the advanced position, from compares of the counters as they
+        are (the advance's increments moved onto the constants) chosen by the row and
+        group ends: no adder before a compare."""
+        geo, st = self._geo, self._state
+        rows, cols = geo.rows, geo.cols
+        same_col = {**st, "g": _Plus(st["g"], 1)}
+        next_col = {**st, "g": 0, "c": _Plus(st["c"], 1),
+                    "cph": _NextPhase(st["cph"], cols.stride)}
+        next_row = {**st, "g": 0, "c": 0, "cph": (-cols.first) % cols.stride,
+                    "r": _Plus(st["r"], 1), "rph": _NextPhase(st["rph"], rows.stride),
+                    "prev": self.row_emits}
+        g_end, c_end = st["g"] == geo.groups - 1, st["c"] == cols.size - 1
+        fa, fb, fc = (self._flags(x) for x in (same_col, next_col, next_row))
+        return {k: Mux(g_end, Mux(c_end, fc[k], fb[k]), fa[k]) for k in fa}
+
     def drive(self, adv, load):
         """Move one slot on when ``adv``; go back to ``init`` when ``load`` (first)."""
         m = self._m
         nxt = self._advanced()
-        moved = self._flags(nxt)
+        moved = self._moved_flags()
         start = self._flags(self._const_state(self._init))
         with m.If(load):
             m.d.sync += [v.eq(self._const_state(self._init)[k])
