@@ -51,7 +51,7 @@ frame's final beat.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -84,27 +84,44 @@ def _mux(sel, a, b):
     return Mux(sel, a, b)
 
 
+def _decode(v, pred):
+    """``pred(v)`` for a narrow unsigned ``v``: a bit of a constant table indexed by
+    ``v`` (a LUT or two), or a constant; a compare would become a carry chain."""
+    bits = sum(1 << i for i in range(1 << len(v)) if pred(i))
+    if bits in (0, (1 << (1 << len(v))) - 1):
+        return Const(int(bits != 0), 1)
+    return Const(bits, 1 << len(v)).bit_select(v, 1)
+
+
 class _Plus:
     """Counter ``v + d`` (no wrap) in a compare with a constant: the compare moves ``d``
-    onto the constant, so no adder precedes it."""
+    onto the constant, so no adder precedes it; a narrow counter compares by table
+    (:func:`_decode`)."""
 
-    def __init__(self, v, d):
+    WIDEST_TABLE = 6
+
+    def __init__(self, v, d=0):
         self.v, self.d = v, d
 
+    def _cmp(self, pred, k):
+        if len(self.v) <= self.WIDEST_TABLE:
+            return _decode(self.v, lambda i: pred(i + self.d, k))
+        return pred(self.v, k - self.d)
+
     def __lt__(self, k):
-        return self.v < k - self.d
+        return self._cmp(lambda x, y: x < y, k)
 
     def __le__(self, k):
-        return self.v <= k - self.d
+        return self._cmp(lambda x, y: x <= y, k)
 
     def __gt__(self, k):
-        return self.v > k - self.d
+        return self._cmp(lambda x, y: x > y, k)
 
     def __ge__(self, k):
-        return self.v >= k - self.d
+        return self._cmp(lambda x, y: x >= y, k)
 
     def __eq__(self, k):
-        return self.v == k - self.d
+        return self._cmp(lambda x, y: x == y, k)
 
     __hash__ = None
 
@@ -179,6 +196,8 @@ class _Cursor:
         geo = self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
+        st = {k: _Plus(v) if isinstance(v, Value) and k != "prev" else v
+              for k, v in st.items()}
         r, c, g = st["r"], st["c"], st["g"]
         row_emits = (r >= rows.first) & (r <= rows.last) & (st["rph"] == 0)
         normal = row_emits & (c >= cols.first) & (c <= min(cols.last, w - 1)) & \
