@@ -20,8 +20,9 @@ def conv_geometry(k, stride=1, padding="valid", dilation=1):
 
 
 def check_windows(shape, op, lanes, dtype="int8", pad_value=-7, frames=3, seed=0,
-                  valid_prob=0.6, ready_prob=0.5, credit=False):
-    lb = LineBuffer(op, shape, lanes=lanes, dtype=dtype, pad_value=pad_value, credit=credit)
+                  valid_prob=0.6, ready_prob=0.5, credit=False, lookahead=True):
+    lb = LineBuffer(op, shape, lanes=lanes, dtype=dtype, pad_value=pad_value, credit=credit,
+                    lookahead=lookahead)
     lo, hi = (-128, 128) if dtype == "int8" else (0, 256)
     xs = np.random.default_rng(seed).integers(lo, hi, (frames,) + shape)
     expect = window_beats(xs, lb.geometry, pad_value)
@@ -51,14 +52,23 @@ WINDOW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("credit", [False, True], ids=["stall", "credit"])
+#: (credit, lookahead): how the stages use the line buffer (a conv stage for fast clocks
+#: whose slots do not all emit stalls, with its cursors' flags still a slot ahead)
+MODES = pytest.mark.parametrize("credit,lookahead", [(False, False), (False, True),
+                                                     (True, True)],
+                                ids=["stall", "stall-lookahead", "credit"])
+
+
+@MODES
 @pytest.mark.parametrize("shape,k,stride,padding,dilation,lanes,dtype", WINDOW_CASES)
-def test_windows_bit_exact(shape, k, stride, padding, dilation, lanes, dtype, credit):
+def test_windows_bit_exact(shape, k, stride, padding, dilation, lanes, dtype, credit,
+                           lookahead):
     """Random valid/ready: the windows equal the golden ones, with the stages stalling
-    together or running free on credits of the output queue."""
+    together or running free on credits of the output queue, the cursors' flags
+    computed from the counters or a slot ahead."""
     check_windows(shape, conv_geometry(k, stride, padding, dilation), lanes, dtype,
                   pad_value=-7 if dtype == "int8" else 9, seed=hash(shape) % 100,
-                  credit=credit)
+                  credit=credit, lookahead=lookahead)
 
 
 def test_maxpool_geometry_and_default_pad():
@@ -102,14 +112,15 @@ def test_no_memory_for_1x1():
 @pytest.mark.parametrize("shape,k,stride,padding,lanes", [
     ((9, 9, 2), 3, 1, "same", 1), ((9, 9, 2), 3, 1, "valid", 2), ((9, 9, 1), 5, 1, "same", 1),
     ((9, 9, 1), 2, 2, "valid", 1), ((8, 13, 2), 3, 2, "same", 2)])
-@pytest.mark.parametrize("credit", [False, True], ids=["stall", "credit"])
-def test_full_rate(shape, k, stride, padding, lanes, credit):
+@MODES
+def test_full_rate(shape, k, stride, padding, lanes, credit, lookahead):
     """Input always valid, output always ready: one beat per cycle, frames back to back
     (a frame's padding windows overlap the next frame's top rows), exact latency; the
     credit queue (4 windows for 2 edges of flight) keeps the full rate."""
     frames = 4
     lb, run = check_windows(shape, conv_geometry(k, stride, padding), lanes, frames=frames,
-                            valid_prob=1.0, ready_prob=1.0, credit=credit)
+                            valid_prob=1.0, ready_prob=1.0, credit=credit,
+                            lookahead=lookahead)
     cycles = run.in_cycles["i"]
     assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))
     assert lb.cycles_per_frame == shape[0] * shape[1] * shape[2] // lanes

@@ -177,7 +177,8 @@ class Conv2D(StageFigures, wiring.Component):
             chunks=self._kfold, credit=self._skid)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(op, self._in_shape, lanes=simd,
-                                                  credit=self._skid and cost.window_slice(geo))
+                                                  credit=self._skid and cost.window_slice(geo),
+                                                  lookahead=self._skid)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):

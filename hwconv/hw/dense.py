@@ -231,15 +231,19 @@ class Dense(StageFigures, wiring.Component):
         og = Signal(range(no), name="og")
         ic = Signal(range(ni), name="ic")
         widx = Signal(range(no * ni), name="widx")
-        # The counters' next state, and two flags of it in flip-flops, so `i.ready` and
-        # `go` are one LUT of flip-flops: `first_sweep` (og == 0: the beats come from
-        # the stream) and `closes` (ic == ni - 1: the step completes an output group).
+        # Two flags of the position: `first_sweep` (og == 0: the beats come from the
+        # stream) and `closes` (ic == ni - 1: the step completes an output group).
+        # With skid (fast clocks): flip-flops loaded from the counters' next state, so
+        # `i.ready` and `go` are one LUT of flip-flops; without: logic on the counters.
         og_n, ic_n = Signal.like(og), Signal.like(ic)
         first_sweep = Signal(init=1, name="first_sweep")
         closes = Signal(init=int(ni == 1), name="closes")
         m.d.comb += [og_n.eq(og), ic_n.eq(ic)]
-        m.d.sync += [og.eq(og_n), ic.eq(ic_n), first_sweep.eq(og_n == 0),
-                     closes.eq(ic_n == ni - 1)]
+        m.d.sync += [og.eq(og_n), ic.eq(ic_n)]
+        if self._skid:
+            m.d.sync += [first_sweep.eq(og_n == 0), closes.eq(ic_n == ni - 1)]
+        else:
+            m.d.comb += [first_sweep.eq(og == 0), closes.eq(ic == ni - 1)]
         go = (out.ok | ~closes) if self._skid else en
         m.d.comb += src.ready.eq(go & first_sweep)
         step = Signal()

@@ -174,7 +174,8 @@ class DepthwisePointwise(StageFigures, wiring.Component):
             chunks=self._dw_kfold, credit=self._skid)
         if cost.needs_window(geo):
             m.submodules.window = lb = LineBuffer(dw, self._in_shape, lanes=dsimd,
-                                                  credit=self._skid and cost.window_slice(geo))
+                                                  credit=self._skid and cost.window_slice(geo),
+                                                  lookahead=self._skid)
             wiring.connect(m, wiring.flipped(self.i), lb.i)
             src = lb.o
             if cost.window_slice(geo):

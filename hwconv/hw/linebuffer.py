@@ -146,14 +146,15 @@ class _Cursor:
     whether the previous row emitted (its right-padding windows come out in this row).
 
     The flags of a position (``emit``, ``final``, ``frame_end``, ``row_emits`` and the
-    padding masks ``rmask``/``cmask``) are flip-flops, loaded with the flags of the
-    position the cursor moves to: those of the advanced position are computed from the
-    counters alone, beside the slot logic, so no compare of a counter lies between
-    the cursor and the slot's take, credit and stage-B registers (:meth:`drive`).  The
-    cursor starts at, and reloads, the state ``init``.
+    padding masks ``rmask``/``cmask``) are, with ``lookahead``, flip-flops loaded with
+    the flags of the position the cursor moves to: those of the advanced position are
+    computed from the counters alone, beside the slot logic, so no compare of a
+    counter lies between the cursor and the slot's take, credit and stage-B registers
+    (:meth:`drive`).  Without it they are logic on the counters (fewer cells, for slow
+    clocks on small parts).  The cursor starts at, and reloads, the state ``init``.
     """
 
-    def __init__(self, m, name, geo, init):
+    def __init__(self, m, name, geo, init, lookahead=True):
         rows, cols = geo.rows, geo.cols
         self._geo, self._m, self._name, self._init = geo, m, name, init
         r_top = max(rows.size, rows.last + 1) + 1
@@ -165,6 +166,7 @@ class _Cursor:
             "cph": Signal(range(cols.stride), name=f"{name}_cph", init=init["cph"]),
             "prev": Signal(name=f"{name}_prev", init=init["prev"]),
         }
+        self._lookahead = lookahead
         start = self._flags(self._const_state(init))
         self._flag = {
             "row_emits": Signal(name=f"{name}_row_emits", init=start["row_emits"]),
@@ -176,6 +178,9 @@ class _Cursor:
         }
         for k, v in self._flag.items():
             setattr(self, k, v)
+        if not lookahead:
+            now = self._flags(self._state, tables=False)
+            m.d.comb += [v.eq(now[k]) for k, v in self._flag.items()]
 
     @staticmethod
     def init_at(geo, r):
@@ -190,13 +195,14 @@ class _Cursor:
         return {"r": init["r"], "c": 0, "g": 0, "rph": init["rph"], "cph": init["cph"],
                 "prev": init["prev"]}
 
-    def _flags(self, st):
+    def _flags(self, st, tables=True):
         """The flags of state ``st``: signals, counters with an increment pending
-        (:class:`_Plus`, :class:`_NextPhase`), or integers for a constant state."""
+        (:class:`_Plus`, :class:`_NextPhase`), or integers for a constant state;
+        ``tables``: narrow signals compare by table (:func:`_decode`)."""
         geo = self._geo
         rows, cols = geo.rows, geo.cols
         w = cols.size
-        st = {k: _Plus(v) if isinstance(v, Value) and k != "prev" else v
+        st = {k: _Plus(v) if tables and isinstance(v, Value) and k != "prev" else v
               for k, v in st.items()}
         r, c, g = st["r"], st["c"], st["g"]
         row_emits = (r >= rows.first) & (r <= rows.last) & (st["rph"] == 0)
@@ -276,15 +282,18 @@ class _Cursor:
         """Move one slot on when ``adv``; go back to ``init`` when ``load`` (first)."""
         m = self._m
         nxt = self._advanced()
-        moved = self._moved_flags()
-        start = self._flags(self._const_state(self._init))
         with m.If(load):
             m.d.sync += [v.eq(self._const_state(self._init)[k])
                          for k, v in self._state.items()]
-            m.d.sync += [v.eq(start[k]) for k, v in self._flag.items()]
         with m.Elif(adv):
             m.d.sync += [v.eq(nxt[k]) for k, v in self._state.items()]
-            m.d.sync += [v.eq(moved[k]) for k, v in self._flag.items()]
+        if self._lookahead:
+            moved = self._moved_flags()
+            start = self._flags(self._const_state(self._init))
+            with m.If(load):
+                m.d.sync += [v.eq(start[k]) for k, v in self._flag.items()]
+            with m.Elif(adv):
+                m.d.sync += [v.eq(moved[k]) for k, v in self._flag.items()]
 
 
 class LineBuffer(wiring.Component):
@@ -316,6 +325,10 @@ class LineBuffer(wiring.Component):
         every slot emits (:func:`hwconv.cost.window_slice`).  So a folded consumer
         inside a stage (a MAC array) uses it only there; a stage whose consumer is the
         next stage, through its own queue (a pool), uses it everywhere.
+    lookahead : bool
+        The cursors' position flags in flip-flops computed a slot ahead (default, for
+        fast clocks: no counter compare before the slot logic), or logic on the
+        counters (``False``: about ten flip-flops fewer per cursor, for small parts).
 
     Attributes
     ----------
@@ -331,7 +344,8 @@ class LineBuffer(wiring.Component):
         As :func:`hwconv.cost.line_buffer`.
     """
 
-    def __init__(self, op, in_shape, *, lanes=1, dtype=None, pad_value=None, credit=False):
+    def __init__(self, op, in_shape, *, lanes=1, dtype=None, pad_value=None, credit=False,
+                 lookahead=True):
         in_q = getattr(op, "in_q", None)
         dtype = dtype if dtype is not None else (in_q.dtype if in_q else "int8")
         if pad_value is None:
@@ -344,6 +358,7 @@ class LineBuffer(wiring.Component):
                                 getattr(op, "dilation", 1), lanes)
         self._pad = pad_value
         self._credit = bool(credit)
+        self._lookahead = bool(lookahead)
         taps = self._geo.rows.kernel * self._geo.cols.kernel
         super().__init__({
             "i": In(beat_signature(self._elem, lanes)),
@@ -409,9 +424,8 @@ class LineBuffer(wiring.Component):
                          self.i.ready.eq(adv)]
 
         # Stage A: choose the slot (input beat, virtual beat or none).
-        feed = _Cursor(m, "feed", geo, _Cursor.init_at(geo, 0))
-        tail_state = _Cursor.init_at(geo, rows.size)
-        tail = _Cursor(m, "tail", geo, tail_state)
+        feed = _Cursor(m, "feed", geo, _Cursor.init_at(geo, 0), self._lookahead)
+        tail = _Cursor(m, "tail", geo, _Cursor.init_at(geo, rows.size), self._lookahead)
         feeding, tail_on = Signal(), Signal()
         take, virt, slot = Signal(), Signal(), Signal()
         t_emit = Signal()

@@ -164,10 +164,11 @@ class MacArray(wiring.Component):
         g = Signal(range(groups), name="beat")
         addr = Signal(range(steps), name="waddr")
         step = Signal()
-        # The counters' next state, and two flags of it in flip-flops (so `i.ready` and
-        # `go`, which fan out to the input's register enables, are one LUT of
-        # flip-flops): `beat_done`, the step takes the beat (last fold, last chunk);
-        # `produces`, it writes an output (last beat of a pixel, last chunk).
+        # Two flags of the position: `beat_done`, the step takes the beat (last fold,
+        # last chunk); `produces`, it writes an output (last beat of a pixel, last
+        # chunk).  Credit mode (fast clocks): flip-flops loaded from the counters' next
+        # state, so `i.ready` and `go`, which fan out to the input's register enables,
+        # are one LUT of flip-flops.  Stall mode: logic on the counters.
         c_n, f_n, g_n = Signal.like(c), Signal.like(f), Signal.like(g)
         m.d.comb += [c_n.eq(c), f_n.eq(f), g_n.eq(g)]
 
@@ -178,8 +179,11 @@ class MacArray(wiring.Component):
         beat_done = Signal(init=int(folds == 1 and kc == 1), name="beat_done")
         produces = Signal(init=int((groups == 1 or not self._accumulate) and kc == 1),
                           name="produces")
-        m.d.sync += [beat_done.eq(flags(c_n, f_n, g_n)[0]),
-                     produces.eq(flags(c_n, f_n, g_n)[1])]
+        if self._credit:
+            m.d.sync += [beat_done.eq(flags(c_n, f_n, g_n)[0]),
+                         produces.eq(flags(c_n, f_n, g_n)[1])]
+        else:
+            m.d.comb += [beat_done.eq(flags(c, f, g)[0]), produces.eq(flags(c, f, g)[1])]
         out_group = f if self._accumulate else g
         first = (g == 0) if self._accumulate else 1
         final = (g == groups - 1) if self._accumulate else 1

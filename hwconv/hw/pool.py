@@ -254,7 +254,7 @@ class PoolActivate(StageFigures, wiring.Component):
             m.submodules.window = lb = LineBuffer(self._pool, self._in_shape,
                                                   lanes=self._lanes, dtype=self._dtype,
                                                   pad_value=DTYPES[self._dtype][0],
-                                                  credit=self._skid)
+                                                  credit=self._skid, lookahead=self._skid)
             taps = int(np.prod(self._pool.kernel))
             m.submodules.max = mx = WindowMax(elem, self._lanes, taps, self._lps,
                                               credit=self._skid)
