@@ -23,6 +23,7 @@ with the ECP5 back end, >= 70 MHz on iCE40UP5K, c32 >= 200 MHz (issue 8).  A des
 does not fit or fails place-and-route is reported with the tool's message and log.
 
     .venv/bin/python bench/fmax.py [--seeds 3] [--only ecp5|ice40] [--keep DIR]
+        [--designs digits,conv|small,medium,large,c32] [--router router1|router2]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 from hwconv.ir import Conv2D, Network
 from rtl_gen.dse import emit_pipeline
-from rtl_gen.synth import place_and_route, synthesize
+from rtl_gen.synth import ROUTERS, place_and_route, synthesize
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_qdq.onnx"
 TARGET = {"ecp5-85f": 150.0, "ice40-up5k": 60.0}
@@ -82,7 +83,7 @@ def conv_compiled(size, device, backend):
                                  in_lanes=1, backend=backend)
 
 
-def measure(name, compiled, device, work, seeds, pool, backend):
+def measure(name, compiled, device, work, seeds, pool, backend, router=None):
     """Synthesize, place and route ``compiled``; a dict of figures or of the failure."""
     work = Path(work)
     try:
@@ -101,7 +102,8 @@ def measure(name, compiled, device, work, seeds, pool, backend):
                 "error": f"does not fit {dev.part} (Yosys: {', '.join(over)}); "
                          f"log: {rep.log}"}
     futures = [pool.submit(place_and_route, rep.netlist, device, work,
-                           freq_mhz=TARGET[device], seed=s) for s in range(1, seeds + 1)]
+                           freq_mhz=TARGET[device], seed=s, router=router)
+               for s in range(1, seeds + 1)]
     runs, errors = [], []
     for f in futures:
         try:
@@ -142,6 +144,9 @@ def main(argv=None):
     p.add_argument("--designs", default="digits,conv",
                    help="comma-separated: digits, conv (default both)")
     p.add_argument("--keep", metavar="DIR", help="keep the Yosys/nextpnr folders here")
+    p.add_argument("--router", choices=ROUTERS, default=None,
+                   help="nextpnr router (default: nextpnr's own, router1; router2 "
+                        "finishes where router1 stops converging)")
     p.add_argument("--backends", default=None,
                    help="comma-separated multiplier back ends (default: the device's own "
                         "and generic)")
@@ -160,12 +165,12 @@ def main(argv=None):
                           f"({point.cycles_per_frame} cycles/frame, analytic {point.dsp} "
                           f"DSP {point.lut} LUT)")
                     results.append(measure("digits", c, dev, base / f"digits_{dev}_{be}",
-                                           args.seeds, pool, be))
+                                           args.seeds, pool, be, args.router))
                     print(report(results[-1]), flush=True)
                 for size in [s for s in DEVICE_CONVS[dev] if "conv" in designs or s in designs]:
                     results.append(measure(f"conv_{size}", conv_compiled(size, dev, be), dev,
                                            base / f"conv_{size}_{dev}_{be}", args.seeds,
-                                           pool, be))
+                                           pool, be, args.router))
                     print(report(results[-1]), flush=True)
     print(f"(work folders under {base})")
     def find(name, device, backend):

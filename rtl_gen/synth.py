@@ -293,18 +293,31 @@ def _design_cells(stat, top):
     return cells
 
 
-def place_and_route(netlist, device, workdir, *, freq_mhz=100.0, seed=1):
-    """Place and route a synthesized JSON netlist; returns the achieved Fmax."""
+#: nextpnr's routers (``--router``); ``None`` leaves nextpnr's default (router1)
+ROUTERS = ("router1", "router2")
+
+
+def place_and_route(netlist, device, workdir, *, freq_mhz=100.0, seed=1, router=None):
+    """Place and route a synthesized JSON netlist; returns the achieved Fmax.
+
+    ``router``: one of :data:`ROUTERS`, or ``None`` for nextpnr's default.  On a part
+    whose DSPs a design spreads over (digits uses 107 of the LFE5U-85F's 156), router1
+    can stop converging for an hour; router2 finishes in minutes, usually a few MHz
+    lower."""
     dev = lookup_device(device)
     if dev.nextpnr is None:
         raise ToolError(f"no open place-and-route flow for {dev.name} ({dev.family})")
+    if router is not None and router not in ROUTERS:
+        raise ToolError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     work = Path(workdir)
-    report = work / f"nextpnr.{dev.family}.seed{seed}.json"
-    log = work / f"nextpnr.{dev.family}.seed{seed}.log"
+    tag = "" if router is None else f".{router}"
+    report = work / f"nextpnr.{dev.family}.seed{seed}{tag}.json"
+    log = work / f"nextpnr.{dev.family}.seed{seed}{tag}.log"
     cmd = [tool(dev.nextpnr[0]), *dev.nextpnr[1:], "--json", _rel(netlist, work),
            "--freq", str(freq_mhz), "--seed", str(seed), "--report", report.name,
-           "--timing-allow-fail", "--quiet", "--log", log.name]
-    _run(cmd, work / f"nextpnr.{dev.family}.seed{seed}.out", work, log)
+           "--timing-allow-fail", "--quiet", "--log", log.name,
+           *(["--router", router] if router else [])]
+    _run(cmd, work / f"nextpnr.{dev.family}.seed{seed}{tag}.out", work, log)
     data = json.loads(report.read_text())
     fmax = data.get("fmax", {})
     if not fmax:

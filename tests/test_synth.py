@@ -155,6 +155,23 @@ def test_place_and_route_reports_fmax_and_path(device, tmp_path):
     assert pnr.critical_from and pnr.critical_to
 
 
+@pytest.mark.parametrize("router", ["router1", "router2"])
+def test_place_and_route_with_either_router(router, tmp_path):
+    """The router is chosen per run, and each run keeps its own log and report."""
+    src = tmp_path / "top.v"
+    src.write_text(COUNTER)
+    rep = synthesize([src], "top", "ice40-up5k", tmp_path)
+    pnr = place_and_route(rep.netlist, "ice40-up5k", tmp_path, freq_mhz=50, router=router)
+    assert 20 < pnr.fmax_mhz < 1500
+    assert pnr.log.name == f"nextpnr.ice40.seed1.{router}.log"
+    assert f"{router.capitalize()} time" in pnr.log.read_text()     # "Router2 time 0.08s"
+
+
+def test_place_and_route_refuses_an_unknown_router(tmp_path):
+    with pytest.raises(ToolError, match="router must be one of router1, router2, not 'r3'"):
+        place_and_route(tmp_path / "x.json", "ecp5-85f", tmp_path, router="r3")
+
+
 def test_place_and_route_without_open_flow_is_refused(tmp_path):
     with pytest.raises(ToolError, match="no open place-and-route flow for xc7a35t"):
         place_and_route(tmp_path / "x.json", "xc7a35t", tmp_path)
