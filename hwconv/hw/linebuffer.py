@@ -156,7 +156,7 @@ class _Cursor:
 
     def __init__(self, m, name, geo, init, lookahead=True):
         rows, cols = geo.rows, geo.cols
-        self._geo, self._m, self._name, self._init = geo, m, name, init
+        self._geo, self._m, self._init = geo, m, init
         r_top = max(rows.size, rows.last + 1) + 1
         self._state = {
             "r": Signal(range(r_top + 1), name=f"{name}_r", init=init["r"]),
