@@ -236,14 +236,11 @@ class Dense(StageFigures, wiring.Component):
         # With skid (fast clocks): flip-flops loaded from the counters' next state, so
         # `i.ready` and `go` are one LUT of flip-flops; without: logic on the counters.
         og_n, ic_n = Signal.like(og), Signal.like(ic)
-        first_sweep = Signal(init=1, name="first_sweep")
-        closes = Signal(init=int(ni == 1), name="closes")
         m.d.comb += [og_n.eq(og), ic_n.eq(ic)]
         m.d.sync += [og.eq(og_n), ic.eq(ic_n)]
-        if self._skid:
-            m.d.sync += [first_sweep.eq(og_n == 0), closes.eq(ic_n == ni - 1)]
-        else:
-            m.d.comb += [first_sweep.eq(og == 0), closes.eq(ic == ni - 1)]
+        first_sweep, closes = dsp.position_flags(
+            m, self._skid, lambda og, ic: (og == 0, ic == ni - 1), (og, ic), (og_n, ic_n),
+            ("first_sweep", "closes"))
         go = (out.ok | ~closes) if self._skid else en
         m.d.comb += src.ready.eq(go & first_sweep)
         step = Signal()

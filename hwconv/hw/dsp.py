@@ -39,7 +39,7 @@ from .. import cost
 from ..errors import HwconvError
 
 __all__ = ["Backend", "BACKENDS", "backend", "multiply", "multiply_latency",
-           "primitive_models", "delay"]
+           "primitive_models", "delay", "position_flags"]
 
 
 @dataclass(frozen=True)
@@ -303,3 +303,21 @@ def delay(m, en, value, stages, name, *, reset_less=False):
             m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def position_flags(m, ahead, fn, now, nxt, names):
+    """Flags ``fn(*counters)`` of a unit's position (its step counters, which start at
+    0), for its issue logic.
+
+    ``ahead`` (fast clocks): flip-flops loaded with ``fn(*nxt)``, the flags of the
+    counters' next state, so the issue logic reading them (a ``ready``, a credit
+    request) is one LUT of flip-flops.  Otherwise ``fn(*now)`` as logic (fewer cells).
+    Returns one signal per name of ``names``.
+    """
+    init = fn(*[0] * len(now))
+    flags = [Signal(name=n, init=int(bool(v))) for n, v in zip(names, init)]
+    if ahead:
+        m.d.sync += [f.eq(v) for f, v in zip(flags, fn(*nxt))]
+    else:
+        m.d.comb += [f.eq(v) for f, v in zip(flags, fn(*now))]
+    return flags

@@ -167,7 +167,7 @@ class _Cursor:
             "prev": Signal(name=f"{name}_prev", init=init["prev"]),
         }
         self._lookahead = lookahead
-        start = self._flags(self._const_state(init))
+        self._start = start = self._flags(self._const_state(init))
         self._flag = {
             "row_emits": Signal(name=f"{name}_row_emits", init=start["row_emits"]),
             "emit": Signal(name=f"{name}_emit", init=start["emit"]),
@@ -281,19 +281,15 @@ class _Cursor:
     def drive(self, adv, load):
         """Move one slot on when ``adv``; go back to ``init`` when ``load`` (first)."""
         m = self._m
-        nxt = self._advanced()
-        with m.If(load):
-            m.d.sync += [v.eq(self._const_state(self._init)[k])
-                         for k, v in self._state.items()]
-        with m.Elif(adv):
-            m.d.sync += [v.eq(nxt[k]) for k, v in self._state.items()]
+        regs, start, moved = dict(self._state), self._const_state(self._init), self._advanced()
         if self._lookahead:
-            moved = self._moved_flags()
-            start = self._flags(self._const_state(self._init))
-            with m.If(load):
-                m.d.sync += [v.eq(start[k]) for k, v in self._flag.items()]
-            with m.Elif(adv):
-                m.d.sync += [v.eq(moved[k]) for k, v in self._flag.items()]
+            regs.update(self._flag)
+            start.update(self._start)
+            moved.update(self._moved_flags())
+        with m.If(load):
+            m.d.sync += [v.eq(start[k]) for k, v in regs.items()]
+        with m.Elif(adv):
+            m.d.sync += [v.eq(moved[k]) for k, v in regs.items()]
 
 
 class LineBuffer(wiring.Component):

@@ -172,21 +172,16 @@ class MacArray(wiring.Component):
         c_n, f_n, g_n = Signal.like(c), Signal.like(f), Signal.like(g)
         m.d.comb += [c_n.eq(c), f_n.eq(f), g_n.eq(g)]
 
-        def flags(c, f, g):
-            final = (g == groups - 1) if self._accumulate else 1
-            return (f == folds - 1) & (c == kc - 1), final & (c == kc - 1)
+        def is_final(g):        # the pixel's last beat
+            return (g == groups - 1) if self._accumulate else 1
 
-        beat_done = Signal(init=int(folds == 1 and kc == 1), name="beat_done")
-        produces = Signal(init=int((groups == 1 or not self._accumulate) and kc == 1),
-                          name="produces")
-        if self._credit:
-            m.d.sync += [beat_done.eq(flags(c_n, f_n, g_n)[0]),
-                         produces.eq(flags(c_n, f_n, g_n)[1])]
-        else:
-            m.d.comb += [beat_done.eq(flags(c, f, g)[0]), produces.eq(flags(c, f, g)[1])]
+        beat_done, produces = dsp.position_flags(
+            m, self._credit,
+            lambda c, f, g: ((f == folds - 1) & (c == kc - 1), is_final(g) & (c == kc - 1)),
+            (c, f, g), (c_n, f_n, g_n), ("beat_done", "produces"))
         out_group = f if self._accumulate else g
         first = (g == 0) if self._accumulate else 1
-        final = (g == groups - 1) if self._accumulate else 1
+        final = is_final(g)
         go = (out.ok | ~produces) if self._credit else en
         m.d.comb += [src.ready.eq(go & beat_done), step.eq(go & src.valid)]
         with m.If(step):
