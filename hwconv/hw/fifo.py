@@ -136,6 +136,9 @@ class CreditQueue(wiring.Component):
         Take a credit this cycle (only while ``ok``).
     ok : Out(1)
         A credit is free.
+    ok_next : Out(1)
+        ``ok`` after this clock edge (logic: for a unit that registers a signal of
+        ``ok``, see :meth:`PipelineEnd.ready`).
     w_en : In(1), w_data : In(payload)
         An output of the pipeline (never more than the credits taken).
     o : Out(signature)
@@ -146,7 +149,7 @@ class CreditQueue(wiring.Component):
             raise HwconvError(f"CreditQueue: depth must be an integer >= 2, not {depth!r}")
         self._depth = depth
         layout = signature.members["payload"].shape
-        super().__init__({"reserve": In(1), "ok": Out(1), "w_en": In(1),
+        super().__init__({"reserve": In(1), "ok": Out(1), "ok_next": Out(1), "w_en": In(1),
                           "w_data": In(layout), "o": Out(signature)})
 
     @classmethod
@@ -179,7 +182,8 @@ class CreditQueue(wiring.Component):
         ok = Signal(init=1)
         m.d.comb += [pop.eq(self.o.valid & self.o.ready), self.ok.eq(ok)]
         used_next = _count(used, taken, pop)
-        m.d.sync += [taken.eq(self.reserve), used.eq(used_next), ok.eq(~used_next[d - 2])]
+        m.d.comb += self.ok_next.eq(~used_next[d - 2])
+        m.d.sync += [taken.eq(self.reserve), used.eq(used_next), ok.eq(self.ok_next)]
         width = Shape.cast(self.w_data.shape()).width
         m.submodules.words = mem = Memory(shape=width, depth=d, init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
@@ -193,17 +197,26 @@ class CreditQueue(wiring.Component):
                      free.eq(~self.o.valid | self.o.ready),
                      refill.eq(free & n[0]),
                      bypass.eq(free & ~n[0] & self.w_en),
-                     rd.addr.eq(rp), wr.addr.eq(wp), wr.en.eq(self.w_en & ~bypass),
-                     wr.data.eq(self.w_data.as_value())]
-        m.d.sync += n.eq(_count(n, wr.en, refill))
-        with m.If(refill):
-            m.d.sync += [od.eq(rd.data), self.o.valid.eq(1),
-                         rp.eq(Mux(rp == d - 1, 0, rp + 1))]
-        with m.Elif(bypass):
-            m.d.sync += [od.eq(self.w_data.as_value()), self.o.valid.eq(1)]
+                     rd.addr.eq(rp), wr.addr.eq(wp), wr.data.eq(self.w_data.as_value())]
+        # The memory takes every output, also one that bypasses it: its write enable
+        # is then the pipeline's `w_en` alone, not a function of the consumer's ready
+        # (which would reach every LUT RAM's write enable, measured on the 3x3x32->32
+        # conv as the critical path).  A bypassing word lands in the free slot at `wp`
+        # (the memory is empty then) and is not counted: `wp` and `stored` move only
+        # for a kept word.
+        keep = Signal()
+        m.d.comb += [keep.eq(self.w_en & ~bypass), wr.en.eq(self.w_en)]
+        m.d.sync += n.eq(_count(n, keep, refill))
+        # The output register loads on refill or bypass; which word it takes depends on
+        # `stored` alone (a flip-flop), so the consumer's ready reaches only its enables.
+        with m.If(refill | bypass):
+            m.d.sync += [od.eq(Mux(n[0], rd.data, self.w_data.as_value())),
+                         self.o.valid.eq(1)]
         with m.Elif(free):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(wr.en):
+        with m.If(refill):
+            m.d.sync += rp.eq(Mux(rp == d - 1, 0, rp + 1))
+        with m.If(keep):
             m.d.sync += wp.eq(Mux(wp == d - 1, 0, wp + 1))
         return m
 
@@ -252,9 +265,28 @@ class PipelineEnd:
         if self._credit:
             self.en = Const(1, 1)
             self.ok = Signal(name=f"{name}_ok")
+            self._ok_next = Signal(name=f"{name}_ok_next")
         else:
             self.en = self.ok = Signal(name="en")
             m.d.comb += self.en.eq(~sink.valid | sink.ready)
+
+    def ready(self, name, produces, takes, nxt, init):
+        """A unit's input ``ready``: ``takes`` (the step takes the input beat) when the
+        step may start (``ok``, or it produces nothing).
+
+        Credit mode: one flip-flop, loaded with the same function of the next cycle's
+        values (``nxt``: ``(produces, takes)`` of the counters' next state, and the
+        queue's ``ok_next``), so the producer's register enables that ``ready`` drives
+        (a 576-bit window for a 3x3x32 conv) are one LUT from flip-flops, not a chain of
+        LUTs through two units.  ``init``: ``takes`` at reset (``ok`` is set then).
+        Stall mode: ``en & takes``, logic.
+        """
+        if not self._credit:
+            return self.en & takes
+        r = Signal(name=name, init=int(bool(init)))
+        produces_n, takes_n = nxt
+        self._m.d.sync += r.eq((self._ok_next | ~produces_n) & takes_n)
+        return r
 
     def write(self, latency, reserve, valid, fill):
         """The last stage.
@@ -276,7 +308,8 @@ class PipelineEnd:
             q = CreditQueue.covering(sink.signature.flip(), latency)
             m.submodules[self._name] = q
             wiring.connect(m, q.o, sink)
-            m.d.comb += [self.ok.eq(q.ok), q.reserve.eq(reserve), q.w_en.eq(valid)]
+            m.d.comb += [self.ok.eq(q.ok), self._ok_next.eq(q.ok_next),
+                         q.reserve.eq(reserve), q.w_en.eq(valid)]
             m.d.comb += fill(q.w_data)
             return
         with m.If(self.en):

@@ -521,8 +521,12 @@ class LineBuffer(wiring.Component):
             return (colv if j == 0 else cols_l[j - 1])[k]
 
         if self._credit:
+            # the queue's write enable is a flip-flop of its own (stage C emits): it
+            # reaches the enables of the queue's wide output register through one LUT
+            c_write = Signal()
+            m.d.sync += c_write.eq(b_valid & b_emit)        # adv is 1 in credit mode
             out, dom = q.w_data, m.d.comb
-            m.d.comb += [q.w_en.eq(c_valid & c_emit), q.w_data.last.eq(c_last)]
+            m.d.comb += [q.w_en.eq(c_write), q.w_data.last.eq(c_last)]
         else:
             out, dom = self.o.payload, m.d.sync
             with m.If(adv & c_valid & c_emit):
