@@ -35,25 +35,14 @@ from .ir import normalize_padding, pair
 
 __all__ = ["StageCost", "Axis", "Window", "window", "window_cycles", "line_buffer", "conv2d",
            "pool_activate", "depthwise_pointwise", "position_cycles", "mul_latency",
-           "weight_rom_latency",
            "requant_latency", "requant_limbs", "requant_round_point", "requant_table_block",
            "REQUANT_MIN_LIMB_BITS", "SLICE_LATENCY", "ACTIVATE_LATENCY"]
 
 #: Signed operand widths (A, B) of each multiplier back end's DSP cell
 #: (:mod:`hwconv.hw.dsp`); ``generic`` leaves multiplies to the synthesis tool.
 DSP_PORTS = {"generic": None, "ecp5": (18, 18), "ice40": (16, 16), "xilinx": (25, 18)}
-#: Enabled clock edges from a weight ROM's address to its data: the memory's read
-#: register and an output register (:class:`hwconv.hw.rom.WeightRom`), and on ``ecp5`` a
-#: second output register: a ROM's block RAM sits in one place and its words feed
-#: multipliers spread over the die's DSP rows; one register took a 7.9 ns route from the
-#: block to a far MULT18X18D, the digits pipeline's critical path (``bench/fmax.py``).
-WEIGHT_ROM_LATENCY = {"ecp5": 3}
-
-
-def weight_rom_latency(backend):
-    """Enabled clock edges from a weight ROM's address to its data on ``backend``
-    (:data:`WEIGHT_ROM_LATENCY`, else 2)."""
-    return WEIGHT_ROM_LATENCY.get(backend, 2)
+#: Enabled clock edges from a weight ROM's address to its data (read + output register).
+WEIGHT_ROM_LATENCY = 2
 #: Clock-enabled register stages of one vendor DSP cell's product (:mod:`hwconv.hw.dsp`):
 #: the cell's input, pipeline and output registers, plus one fabric register where the
 #: product lands (``ecp5``: a MAC array's cells spread over a DSP row of the die, and
@@ -407,7 +396,7 @@ def mac_depth(terms, levels_per_stage, backend="generic"):
     result register (1), output register or queue (1)."""
     levels = (terms - 1).bit_length()
     tree = (levels - 1) // levels_per_stage if levels_per_stage and levels else 0
-    return weight_rom_latency(backend) + mul_latency(backend) + tree + 2
+    return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 2
 
 
 def dsp_cells(backend, a_bits, b_bits):
@@ -1266,8 +1255,7 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
         muls = (multiply(backend, a_bits, wbits, a_signed, True, count=pe * terms),)
         mems = (Storage(pe * terms * wbits, steps, rom=True),)
         live = pe * terms
-        # the ROM's output registers (its read register is the block RAM's own)
-        rom_ff = (weight_rom_latency(backend) - 1) * pe * terms * wbits
+        rom_ff = pe * terms * wbits             # the ROM's output register
     else:
         pairs = const_pairs or {}
         muls = tuple(multiply(backend, a_bits, wbits, a_signed, True, const=w, count=n)
@@ -1277,9 +1265,8 @@ def mac_array_inventory(in_dtype, pe, terms, n_in, steps, out_groups, wbits, acc
         rom_ff = 0
     adders, tree_regs = _tree_bits(terms, pbits, levels_per_stage)
     ctrl = 4 + _clog2(max(out_groups, 2))
-    rom_lat = weight_rom_latency(backend)
-    stages = rom_lat + mul_latency(backend) + (tree_regs > 0)
-    ff = (rom_lat * n_in * 8 + rom_ff + pe * tree_regs + pe * acc_bits
+    stages = WEIGHT_ROM_LATENCY + mul_latency(backend) + (tree_regs > 0)
+    ff = (WEIGHT_ROM_LATENCY * n_in * 8 + rom_ff + pe * tree_regs + pe * acc_bits
           + ctrl * stages + 3 * _clog2(max(steps, 2)))
     mux = 0
     if banked:
@@ -1566,9 +1553,8 @@ def dense_inventory(op, in_shape, pe=1, simd=1, *, levels_per_stage=1, backend="
         mems.append(Storage(simd * 8, ni))
     adders, tree_regs = _tree_bits(simd, pbits, levels_per_stage)
     ctrl = 5 + _clog2(max(no, 2))
-    rom_lat = weight_rom_latency(backend)
-    ff = (rom_lat * simd * 8 + (rom_lat - 1) * pe * simd * op.weight_bits + pe * tree_regs
-          + 2 * pe * acc + ctrl * (rom_lat + mul_latency(backend))
+    ff = (WEIGHT_ROM_LATENCY * simd * 8 + pe * simd * op.weight_bits + pe * tree_regs
+          + 2 * pe * acc + ctrl * (WEIGHT_ROM_LATENCY + mul_latency(backend))
           + 2 * _clog2(max(ni, 2)) + 2 * _clog2(max(no * ni, 2)))
     inv = Inventory((multiply(backend, a_bits, op.weight_bits, a_signed, True,
                               count=pe * simd),),

@@ -246,7 +246,7 @@ class Dense(StageFigures, wiring.Component):
         go = (out.ok | ~closes) if self._skid else en
         sweep_n, closes_n = flags(og_n, ic_n)
         m.d.comb += src.ready.eq(out.ready("i_ready", closes, first_sweep,
-                                           (closes_n, sweep_n), True))
+                                           (closes_n, sweep_n), first_sweep.init))
         step = Signal()
         m.d.comb += step.eq(go & (~first_sweep | src.valid))
         with m.If(step):
@@ -255,14 +255,13 @@ class Dense(StageFigures, wiring.Component):
             with m.If(closes):
                 m.d.comb += og_n.eq(Mux(og == no - 1, 0, og + 1))
 
-        rom_lat = cost.weight_rom_latency(self._backend)
-        m.submodules.weights = rom_rd = WeightRom(self._rom_init(), wbits, rom_lat)
+        m.submodules.weights = rom_rd = WeightRom(self._rom_init(), wbits)
         m.d.comb += [rom_rd.addr.eq(widx), rom_rd.en.eq(en)]
 
-        # Stages 1-2 (3 on ECP5): weights arrive from the ROM (rom_lat); x from the stream
+        # Stage 1-2: weights arrive from the ROM (WeightRom.latency); x from the stream
         # (first sweep) or the vector buffer (later sweeps), delayed alike.
-        x_in = dsp.delay(m, en, src.payload.data, rom_lat, "x_in")
-        from_stream = dsp.delay(m, en, first_sweep, rom_lat, "from_stream")
+        x_in = dsp.delay(m, en, src.payload.data, WeightRom.latency, "x_in")
+        from_stream = dsp.delay(m, en, first_sweep, WeightRom.latency, "from_stream")
         if no > 1:
             # no_rw_check: the first sweep writes and reads word ic in the same cycle,
             # but uses the stream's value (from_stream), never the colliding read
@@ -272,7 +271,7 @@ class Dense(StageFigures, wiring.Component):
             m.d.comb += [wr.addr.eq(ic), wr.data.eq(src.payload.data),
                          wr.en.eq(src.valid & src.ready),
                          rd.addr.eq(ic), rd.en.eq(en)]
-            x_buf = dsp.delay(m, en, rd.data, rom_lat - 1, "x_buf",
+            x_buf = dsp.delay(m, en, rd.data, WeightRom.latency - 1, "x_buf",
                                 reset_less=True)
             x = Mux(from_stream, x_in, x_buf)
             x = data.View(src.payload.data.shape(), x)
@@ -284,7 +283,7 @@ class Dense(StageFigures, wiring.Component):
         c0 = Signal(ctrl)
         m.d.comb += [c0.valid.eq(step), c0.first.eq(ic == 0), c0.done.eq(closes),
                      c0.og.eq(og), c0.last.eq(closes & (og == no - 1))]
-        c1 = dsp.delay(m, en, c0, rom_lat, "ctrl_s1")
+        c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_s1")
 
         # Stage 3: PE x SIMD products (the back end's mul_latency registers).
         xb = _value_bound(op.in_q)
@@ -330,7 +329,7 @@ class Dense(StageFigures, wiring.Component):
             m.d.comb += new.eq(start + sums[p])
             with m.If(en & ct.valid):
                 m.d.sync += acc[p].eq(new)
-        out.write(rom_lat + mul_latency(self._backend) + regs + 1,
+        out.write(WeightRom.latency + mul_latency(self._backend) + regs + 1,
                   step & closes, res.valid,
                   lambda p: [p.group.eq(res.group), p.last.eq(res.last),
                              *[p.acc[k].eq(acc[k]) for k in range(pe)]])

@@ -29,7 +29,7 @@ The first beat of a pixel starts from the bias (the caller folds the input zero 
 
 Pipeline (global stall, or free-running with credits, ``credit=True``: see
 :class:`~hwconv.hw.fifo.CreditQueue`): weight ROM read
-(:func:`hwconv.cost.weight_rom_latency`, the input beat delayed
+(:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the input beat delayed
 alike), products (:func:`hwconv.hw.dsp.multiply`, :func:`hwconv.cost.mul_latency` of the
 back end), adder tree (registers every ``levels_per_stage`` levels, see
 :func:`hwconv.hw.dense.adder_tree`), accumulator result register (1), output register or
@@ -44,7 +44,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cost import mul_latency, weight_rom_latency
+from ..cost import mul_latency
 from ..errors import HwconvError
 from ..numerics import signed_bits
 from . import dsp
@@ -156,7 +156,6 @@ class MacArray(wiring.Component):
         # the output queue (`go`), so nothing downstream reaches back into the array.
         out = PipelineEnd(m, wiring.flipped(self.o), self._credit)
         en = out.en
-        rom_lat = weight_rom_latency(self._backend.name)
 
         # Issue: step through (beat g, fold f, chunk c); the beat is taken in its last
         # fold's last chunk.
@@ -187,7 +186,7 @@ class MacArray(wiring.Component):
         go = (out.ok | ~produces) if self._credit else en
         done_n, produces_n = flags(c_n, f_n, g_n)
         m.d.comb += [src.ready.eq(out.ready("i_ready", produces, beat_done,
-                                            (produces_n, done_n), flags(0, 0, 0)[0])),
+                                            (produces_n, done_n), beat_done.init)),
                      step.eq(go & src.valid)]
         with m.If(step):
             m.d.comb += c_n.eq(Mux(c == kc - 1, 0, c + 1))
@@ -206,7 +205,7 @@ class MacArray(wiring.Component):
                      c0.last.eq(src.payload.last & beat_done),
                      c0.head.eq(c == 0), c0.tail.eq(c == kc - 1),
                      c0.group.eq(out_group)]
-        c1 = dsp.delay(m, en, c0, rom_lat, "ctrl_in")
+        c1 = dsp.delay(m, en, c0, WeightRom.latency, "ctrl_in")
 
         # The inputs a chunk multiplies, selected before the ROM's delay line: one value
         # per distinct (lane, term) source sequence over the chunks.
@@ -221,7 +220,7 @@ class MacArray(wiring.Component):
                 m.d.comb += sel[n].eq(src.payload.data[seq[0]])
             else:
                 m.d.comb += sel[n].eq(Array(src.payload.data[j] for j in seq)[c])
-        x1 = dsp.delay(m, en, sel, rom_lat, "x_in")
+        x1 = dsp.delay(m, en, sel, WeightRom.latency, "x_in")
 
         wshape = signed(self._wbits)
         rows = (self._weights.reshape(groups * folds, pe, kc, tc).transpose(0, 2, 1, 3)
@@ -230,7 +229,7 @@ class MacArray(wiring.Component):
             def weight(p, k):
                 return Const(int(rows[0, p * tc + k]), wshape)
         else:
-            m.submodules.weights = rd = WeightRom(rows, self._wbits, rom_lat)
+            m.submodules.weights = rd = WeightRom(rows, self._wbits)
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
 
             def weight(p, k):
@@ -312,7 +311,7 @@ class MacArray(wiring.Component):
                     with m.If(ct.valid & ct.tail):
                         for w in range(folds):
                             m.d.sync += bank[w][p].eq(new if w == folds - 1 else bank[w + 1][p])
-        out.write(rom_lat + mul_latency(self._backend.name) + regs + 1,
+        out.write(WeightRom.latency + mul_latency(self._backend.name) + regs + 1,
                   step & produces, res_c.valid,
                   lambda p: [p.group.eq(res_c.group), p.last.eq(res_c.last),
                              *[p.acc[k].eq(res[k]) for k in range(pe)]])

@@ -105,31 +105,25 @@ def pack_words(values, bits):
 
 class WeightRom(wiring.Component):
     """``depth`` words of ``lanes`` signed ``bits``-wide values, read in :attr:`latency`
-    enabled clock edges: the memory's read register, then ``latency - 1`` output
-    registers (:func:`hwconv.cost.weight_rom_latency`: a second one on ECP5, where the
-    words travel from the block RAM to multipliers across the die).
+    enabled clock edges: the memory's read register, then an output register.
 
     Parameters
     ----------
     values : array-like, shape (depth, lanes)
         Signed integers.
     bits : int
-    latency : int
-        >= 2.
 
     Attributes
     ----------
     addr : In(range(depth))
     en : In(1)
-        Clock enable of the read path: ``data`` is ``mem[addr]`` of ``latency`` enabled
-        edges ago.
+        Clock enable of the read path: ``data`` is ``mem[addr]`` of two enabled edges ago.
     data : Out(ArrayLayout(signed(bits), lanes))
     """
 
-    def __init__(self, values, bits, latency=2):
-        if not isinstance(latency, int) or latency < 2:
-            raise HwconvError(f"WeightRom: latency must be an integer >= 2, not {latency!r}")
-        self.latency = latency
+    latency = 2
+
+    def __init__(self, values, bits):
         values = np.asarray(values)
         self._depth, self._lanes = values.shape
         self._bits = bits
@@ -155,10 +149,10 @@ class WeightRom(wiring.Component):
             # mapped a register on the port itself, whose bits Amaranth also names as
             # the array's elements, to flip-flops with conflicting drivers.
             word = Signal(self.width, name="word", reset_less=True)
-            m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(self.en)]
+            m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(self.en),
+                         self.data.as_value().eq(word)]
             with m.If(self.en):
                 m.d.sync += word.eq(rd.data)
-            m.d.comb += self.data.as_value().eq(self._more_registers(m, word))
             return m
         name = files.add(self._words, self.width)
         out = Signal(self.width)
@@ -166,15 +160,6 @@ class WeightRom(wiring.Component):
             ROM_MODULE, p_WIDTH=self.width, p_DEPTH=self._depth,
             p_ABITS=len(self.addr), p_INIT_FILE=name,
             i_clk=ClockSignal("sync"), i_en=self.en, i_addr=self.addr, o_data=out)
-        m.d.comb += self.data.as_value().eq(self._more_registers(m, out))
+        m.d.comb += self.data.as_value().eq(out)
         return m
-
-    def _more_registers(self, m, word):
-        """``word`` after the output registers beyond the first (``latency - 2``)."""
-        for k in range(self.latency - 2):
-            nxt = Signal(self.width, name=f"data_r{k + 1}", reset_less=True)
-            with m.If(self.en):
-                m.d.sync += nxt.eq(word)
-            word = nxt
-        return word
 
