@@ -84,8 +84,8 @@ def replicate(mod, max_fanout=MAX_FANOUT):
         for i, b in enumerate(v["bits"]):
             if isinstance(b, int) and (b not in label or v.get("hide_name", 0) == 0):
                 label[b] = n if len(v["bits"]) == 1 else f"{n}[{i}]"
-    top = max([b for v in names.values() for b in v["bits"] if isinstance(b, int)]
-              + list(driver) + [1])
+    last_bit = max([b for v in names.values() for b in v["bits"] if isinstance(b, int)]
+                   + list(driver) + [1])
     added, serial = {}, {}
     # LUT-driven nets first: their copies then load the flip-flops feeding them, which
     # are split after them
@@ -106,19 +106,21 @@ def replicate(mod, max_fanout=MAX_FANOUT):
         loads[b] = users[:size]
         base = label.get(b, f"net{b}")
         for g in range(1, groups):
-            top += 1
+            last_bit += 1
             serial[src] = serial.get(src, 0) + 1
             dup = copy.deepcopy(cell)
-            dup["connections"][out] = [top]
-            dup.setdefault("attributes", {})["hwconv_replica_of"] = src
+            dup["connections"][out] = [last_bit]
+            attrs = dup.setdefault("attributes", {})
+            attrs["hwconv_replica_of"] = attrs.get("hwconv_replica_of", src)   # the original
             cname = f"{src}$fanout{serial[src]}"
             cells[cname] = dup
-            driver[top] = cname
-            names[f"{base}$fanout{serial[src]}"] = {"hide_name": 0, "bits": [top], "attributes": {}}
+            driver[last_bit] = cname
+            names[f"{base}$fanout{serial[src]}"] = {"hide_name": 0, "bits": [last_bit],
+                                                    "attributes": {}}
             group = users[g * size:(g + 1) * size]
-            loads[top] = group
+            loads[last_bit] = group
             for lname, port, i in group:
-                cells[lname]["connections"][port][i] = top
+                cells[lname]["connections"][port][i] = last_bit
             for port, bits in dup["connections"].items():
                 if port == out:
                     continue
