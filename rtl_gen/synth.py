@@ -3,8 +3,8 @@
 :func:`synthesize` runs ``synth_<family>`` without flattening, so ``stat`` reports every
 module (one per stage) as well as the whole design (on ECP5 the netlist it hands to
 nextpnr is flattened afterwards, for :mod:`rtl_gen.fanout`); :func:`place_and_route`
-runs nextpnr and reads the achieved Fmax (and the critical path) from its JSON report.  Every run
-keeps its log; a failure raises :class:`ToolError` naming the log.
+runs nextpnr and reads the achieved Fmax (and the critical path) from its JSON report.
+Every run keeps its log; a failure raises :class:`ToolError` naming the log.
 
 Yosys 0.70's ABC9 step crashes on some designs (``Assert GetSize(conn.first) ==
 GetSize(conn.second)`` while reintegrating the mapped netlist, seen on wide MAC arrays).

@@ -241,12 +241,11 @@ class Dense(StageFigures, wiring.Component):
         def flags(og, ic):
             return og == 0, ic == ni - 1
 
-        first_sweep, closes = dsp.position_flags(m, self._skid, flags, (og, ic),
-                                                 (og_n, ic_n), ("first_sweep", "closes"))
-        go = (out.ok | ~closes) if self._skid else en
-        sweep_n, closes_n = flags(og_n, ic_n)
+        (first_sweep, closes), (sweep_n, closes_n) = dsp.position_flags(
+            m, self._skid, flags, (og, ic), (og_n, ic_n), ("first_sweep", "closes"))
+        go = out.go(closes)
         m.d.comb += src.ready.eq(out.ready("i_ready", closes, first_sweep,
-                                           (closes_n, sweep_n), first_sweep.init))
+                                           (closes_n, sweep_n)))
         step = Signal()
         m.d.comb += step.eq(go & (~first_sweep | src.valid))
         with m.If(step):

@@ -312,12 +312,15 @@ def position_flags(m, ahead, fn, now, nxt, names):
     ``ahead`` (fast clocks): flip-flops loaded with ``fn(*nxt)``, the flags of the
     counters' next state, so the issue logic reading them (a ``ready``, a credit
     request) is one LUT of flip-flops.  Otherwise ``fn(*now)`` as logic (fewer cells).
-    Returns one signal per name of ``names``.
+    Returns ``(flags, next_flags)``: one signal per name of ``names``, and ``fn(*nxt)``
+    (the values the flags take at the next edge, for a register of the unit's own that
+    is loaded from them, see :meth:`hwconv.hw.fifo.PipelineEnd.ready`).
     """
     init = fn(*[0] * len(now))
     flags = [Signal(name=n, init=int(bool(v))) for n, v in zip(names, init)]
+    next_flags = fn(*nxt)
     if ahead:
-        m.d.sync += [f.eq(v) for f, v in zip(flags, fn(*nxt))]
+        m.d.sync += [f.eq(v) for f, v in zip(flags, next_flags)]
     else:
         m.d.comb += [f.eq(v) for f, v in zip(flags, fn(*now))]
-    return flags
+    return flags, next_flags

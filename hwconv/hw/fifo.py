@@ -270,20 +270,26 @@ class PipelineEnd:
             self.en = self.ok = Signal(name="en")
             m.d.comb += self.en.eq(~sink.valid | sink.ready)
 
-    def ready(self, name, produces, takes, nxt, init):
+    def go(self, produces):
+        """A step may start: credit mode, a credit is free or the step produces
+        nothing; stall mode, ``en``."""
+        return (self.ok | ~produces) if self._credit else self.en
+
+    def ready(self, name, produces, takes, nxt):
         """A unit's input ``ready``: ``takes`` (the step takes the input beat) when the
-        step may start (``ok``, or it produces nothing).
+        step may start (:meth:`go`).
 
         Credit mode: one flip-flop, loaded with the same function of the next cycle's
         values (``nxt``: ``(produces, takes)`` of the counters' next state, and the
         queue's ``ok_next``), so the producer's register enables that ``ready`` drives
         (a 576-bit window for a 3x3x32 conv) are one LUT from flip-flops, not a chain of
-        LUTs through two units.  ``init``: ``takes`` at reset (``ok`` is set then).
-        Stall mode: ``en & takes``, logic.
+        LUTs through two units.  ``produces`` and ``takes`` are then the unit's
+        look-ahead flag flip-flops (:func:`hwconv.hw.dsp.position_flags`); the ready
+        starts as ``takes`` does (``ok`` is set at reset).  Stall mode: logic.
         """
         if not self._credit:
-            return self.en & takes
-        r = Signal(name=name, init=int(bool(init)))
+            return self.go(produces) & takes
+        r = Signal(name=name, init=takes.init)
         produces_n, takes_n = nxt
         self._m.d.sync += r.eq((self._ok_next | ~produces_n) & takes_n)
         return r

@@ -178,15 +178,14 @@ class MacArray(wiring.Component):
         def flags(c, f, g):
             return (f == folds - 1) & (c == kc - 1), is_final(g) & (c == kc - 1)
 
-        beat_done, produces = dsp.position_flags(m, self._credit, flags, (c, f, g),
-                                                 (c_n, f_n, g_n), ("beat_done", "produces"))
+        (beat_done, produces), (done_n, produces_n) = dsp.position_flags(
+            m, self._credit, flags, (c, f, g), (c_n, f_n, g_n), ("beat_done", "produces"))
         out_group = f if self._accumulate else g
         first = (g == 0) if self._accumulate else 1
         final = is_final(g)
-        go = (out.ok | ~produces) if self._credit else en
-        done_n, produces_n = flags(c_n, f_n, g_n)
+        go = out.go(produces)
         m.d.comb += [src.ready.eq(out.ready("i_ready", produces, beat_done,
-                                            (produces_n, done_n), beat_done.init)),
+                                            (produces_n, done_n))),
                      step.eq(go & src.valid)]
         with m.If(step):
             m.d.comb += c_n.eq(Mux(c == kc - 1, 0, c + 1))
