@@ -27,6 +27,7 @@ from hwconv.devices import device as lookup_device
 from hwconv.errors import HwconvError
 
 from . import fanout, outreg
+from . import floorplan as placement
 
 __all__ = ["Resources", "SynthReport", "PnrReport", "ToolError", "synthesize",
            "place_and_route", "fmax_seeds", "tool"]
@@ -209,13 +210,14 @@ def _classic_abc_script(dev, top, hier, json_name):
 
 
 def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_script="",
-               replicate=True):
+               replicate=True, floorplan=True):
     """Synthesize ``verilog_files`` (top module ``top``) for ``device``.
 
     On ECP5 the JSON netlist (for nextpnr) then has the block RAMs' read registers
     moved into the blocks (:mod:`rtl_gen.outreg`) and, with ``replicate``, is flattened
     and has the drivers of its high-fanout nets replicated (:mod:`rtl_gen.fanout`); the
-    resource figures count both.
+    resource figures count both.  With ``floorplan`` (and a flat netlist) its
+    multipliers are pinned to sites stage by stage (:mod:`rtl_gen.floorplan`).
 
     Returns
     -------
@@ -275,6 +277,11 @@ def synthesize(verilog_files, top, device, workdir, *, flatten=False, extra_scri
                 notes.append(f"netlist flattened; drivers of {len(added)} nets of more than "
                              f"{fanout.MAX_FANOUT} loads replicated: {copies} added "
                              f"(rtl_gen.fanout)")
+        if floorplan and (replicate or flatten):
+            placed = placement.assign_file(netlist, top, dev.name)
+            if placed:
+                notes.append(f"{len(placed)} MULT18X18D pinned to sites stage by stage "
+                             f"(rtl_gen.floorplan)")
     modules = {}
     for name, mod in data.get("modules", {}).items():
         modules[name.lstrip("\\")] = Resources.from_cells(
