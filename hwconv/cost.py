@@ -589,12 +589,30 @@ def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1
 
 # -- pool-then-activate (hwconv.hw.pool) ---------------------------------------------
 
+def max_tree_levels(taps):
+    """Comparator levels of a pairwise maximum over ``taps`` values."""
+    return (taps - 1).bit_length()
+
+
 def max_tree_stages(taps, levels_per_stage):
     """Register stages of :class:`hwconv.hw.pool.WindowMax`: one after every
     ``levels_per_stage`` comparator levels and one after the last level (none inside a
     combinational tree, ``levels_per_stage = 0``), then the output register or queue."""
-    levels = (taps - 1).bit_length()
+    levels = max_tree_levels(taps)
     return 1 + (-(-levels // levels_per_stage) if levels_per_stage else 0)
+
+
+def max_tree_register_bits(taps, width, levels_per_stage):
+    """Flip-flops of one lane of :class:`hwconv.hw.pool.WindowMax`'s tree (its output
+    register aside): each register stage holds its level's ``n`` operands and ``n // 2``
+    comparison results."""
+    bits, n = 0, taps
+    for level in range(1, max_tree_levels(taps) + 1):
+        if levels_per_stage and (level % levels_per_stage == 0
+                                 or level == max_tree_levels(taps)):
+            bits += n * width + n // 2
+        n = n // 2 + n % 2
+    return bits
 
 
 def activation_latency(act):
@@ -1532,8 +1550,7 @@ def pool_activate_inventory(pool, act, in_shape, lanes=1, *, levels_per_stage=1)
     geo = window("PoolActivate", in_shape, pool.kernel, pool.stride, pool.padding, 1, lanes)
     taps = geo.rows.kernel * geo.cols.kernel
     stages = max_tree_stages(taps, levels_per_stage)
-    _, tree_regs = _tree_bits(taps, 8, levels_per_stage)
-    tree_regs += 8 * (levels_per_stage > 0 and taps > 1)     # after the last level
+    tree_regs = max_tree_register_bits(taps, 8, levels_per_stage)
     inv += line_buffer_inventory(geo)
     return inv + Inventory(ff=lanes * (8 + tree_regs) + 2 * stages,
                            adder=(taps - 1) * lanes * 9, mux=(taps - 1) * lanes * 8)

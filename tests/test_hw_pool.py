@@ -25,9 +25,10 @@ def activation(name, dtype):
 
 
 def check_pool(shape, pool, act_name, lanes=1, dtype="int8", frames=3, seed=0, timing=False,
-               skid=True):
+               skid=True, levels_per_stage=1):
     act = activation(act_name, dtype) if act_name else None
-    dut = PoolActivate(pool, act, shape, lanes=lanes, dtype=dtype, skid=skid)
+    dut = PoolActivate(pool, act, shape, lanes=lanes, dtype=dtype, skid=skid,
+                       levels_per_stage=levels_per_stage)
     q = act.in_q if act else qparams(dtype, 1.0, 0, 0)
     xs = random_frames(q, shape, frames, seed, extreme=True)
     expect = golden.pool_activate(xs, pool, act)
@@ -72,6 +73,18 @@ def test_timing_exact(shape, pool, act, lanes, skid):
                      timing=True, skid=skid)
     assert dut.cycles_per_frame == shape[0] * shape[1] * shape[2] // lanes
     assert dut.multipliers == 0
+
+
+@pytest.mark.parametrize("levels_per_stage", [0, 2, 3])
+@pytest.mark.parametrize("skid", [True, False], ids=["credit", "stall"])
+def test_comparator_register_spacing(levels_per_stage, skid):
+    """A 5x5 window (25 taps, 5 comparator levels, odd counts at every level) with a
+    register every 0 (combinational), 2 or 3 levels: exact values and latency."""
+    dut = check_pool((9, 9, 2), MaxPool(5, 2, 2), "leaky", 2, frames=3, timing=True,
+                     skid=skid, levels_per_stage=levels_per_stage)
+    assert dut.latency == cost.pool_activate(MaxPool(5, 2, 2), activation("leaky", "int8"),
+                                             (9, 9, 2), lanes=2,
+                                             levels_per_stage=levels_per_stage).latency
 
 
 def test_figures():

@@ -124,6 +124,17 @@ class ActivationUnit(wiring.Component):
         return m
 
 
+def _greater(a, b):
+    """``a > b`` as the sign of ``b - a`` (one word wider, so it cannot overflow).
+
+    Yosys maps ``a > b`` on ECP5 to two carry chains, each cut by nextpnr to bring its
+    carry out into the fabric, then a LUT and a mux: 7.6 ns alone on the digits
+    pipeline's pool stage (``bench/fmax.py``).  The difference is one chain whose top
+    sum bit is the answer."""
+    diff = b - a
+    return diff[len(diff) - 1]
+
+
 class WindowMax(wiring.Component):
     """Per-lane maximum of each window beat (a comparator tree, pipelined).
 
@@ -138,6 +149,8 @@ class WindowMax(wiring.Component):
     latency : int
         Register stages (:func:`hwconv.cost.max_tree_stages`): one per
         ``levels_per_stage`` comparator levels and one after the last, then the output.
+        A register holds its level's operands and comparison results; the selects
+        follow it.
     """
 
     def __init__(self, elem, lanes, taps, levels_per_stage=1, *, credit=False):
@@ -156,26 +169,46 @@ class WindowMax(wiring.Component):
         en, valid, last = out.en, out.valid, self.i.payload.last
         terms = [[self.i.payload.data[t][lane] for t in range(self._taps)]
                  for lane in range(self._lanes)]
-        level = 0
-        while len(terms[0]) > 1:
-            nxt = []
-            for lane, vals in enumerate(terms):
-                pairs = [Mux(vals[k] > vals[k + 1], vals[k], vals[k + 1])
-                         for k in range(0, len(vals) - 1, 2)]
-                nxt.append(pairs + ([vals[-1]] if len(vals) % 2 else []))
-            terms = nxt
-            level += 1
-            # a register after the last level too: into a credit queue the final
-            # compare-and-select would otherwise meet the queue's own multiplexers
-            if self._lps and (level % self._lps == 0 or len(terms[0]) == 1):
-                staged = [[Signal(self._elem, name=f"max_l{level}_{lane}_{k}")
-                           for k in range(len(vals))] for lane, vals in enumerate(terms)]
-                v, lst = Signal(name=f"valid_l{level}"), Signal(name=f"last_l{level}")
+
+        def register(rows, shape, tag, control=True):
+            """``rows`` (per lane) registered; ``control``: valid and last too."""
+            nonlocal valid, last
+            regs = [[Signal(shape, name=f"{tag}_{lane}_{k}") for k in range(len(vals))]
+                    for lane, vals in enumerate(rows)]
+            with m.If(en):
+                for r, vals in zip(regs, rows):
+                    m.d.sync += [a.eq(b) for a, b in zip(r, vals)]
+            if control:
+                v, lst = Signal(name=f"valid_{tag}"), Signal(name=f"last_{tag}")
                 with m.If(en):
                     m.d.sync += [v.eq(valid), lst.eq(last)]
-                    for regs, vals in zip(staged, terms):
-                        m.d.sync += [r.eq(val) for r, val in zip(regs, vals)]
-                terms, valid, last = staged, v, lst
+                valid, last = v, lst
+            return regs
+
+        def select(rows, gts):
+            """Each pair's winner by its comparison; an odd last term passes."""
+            return [[Mux(gt[k // 2], vals[k], vals[k + 1]) for k in range(0, len(vals) - 1, 2)]
+                    + ([vals[-1]] if len(vals) % 2 else []) for vals, gt in zip(rows, gts)]
+
+        # A level is its comparisons; the selects that act on them open the next level.
+        # So a register boundary cuts between a comparison's carry chain and its select,
+        # and each cycle holds a select then a compare (one LUT before one chain) where
+        # compare-then-select put two chains, a LUT and a mux in series: the critical
+        # path of the pool stages on ECP5 (bench/fmax.py, issue 8).  Same register count
+        # as registering the winners, so the same latency.
+        gts, levels = None, cost.max_tree_levels(self._taps)
+        for level in range(1, levels + 1):
+            if gts is not None:
+                terms = select(terms, gts)
+            gts = [[_greater(vals[k], vals[k + 1]) for k in range(0, len(vals) - 1, 2)]
+                   for vals in terms]
+            # a register after the last level too: into a credit queue the last
+            # comparison would otherwise meet the queue's own multiplexers
+            if self._lps and (level % self._lps == 0 or level == levels):
+                gts = register(gts, 1, f"gt_l{level}", control=False)
+                terms = register(terms, self._elem, f"max_l{level}")
+        if gts is not None:
+            terms = select(terms, gts)
         out.write(valid, last, [vals[0] for vals in terms])
         return m
 
