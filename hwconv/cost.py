@@ -392,10 +392,12 @@ def _check_weights(stage, op, name="weights"):
 
 def mac_depth(terms, levels_per_stage, backend="generic"):
     """Register stages of :class:`hwconv.hw.mac.MacArray` from an input beat to its
-    output: weight ROM read (2), product (:func:`mul_latency`), adder tree, accumulator
-    result register (1), output register or queue (1)."""
+    output: weight ROM read (2), product (:func:`mul_latency`), adder tree (a register
+    every ``levels_per_stage`` levels and after the last,
+    :func:`hwconv.hw.dense.adder_tree`), accumulator result register (1), output
+    register or queue (1)."""
     levels = (terms - 1).bit_length()
-    tree = (levels - 1) // levels_per_stage if levels_per_stage and levels else 0
+    tree = -(-levels // levels_per_stage) if levels_per_stage else 0
     return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 2
 
 
@@ -1251,7 +1253,7 @@ def _tree_bits(terms, width, levels_per_stage):
         level += 1
         adders += pairs * (width + level)
         n = pairs + odd
-        if levels_per_stage and level % levels_per_stage == 0 and n > 1:
+        if levels_per_stage and (level % levels_per_stage == 0 or n == 1):
             regs += n * (width + level)
     return adders, regs
 
@@ -1397,10 +1399,14 @@ def _requantizer_inventory(requant, channels, lanes, acc_bits, backend, limbs):
         if requant_table_block(mult, lanes, design, limbs):
             mems = (Storage(lanes * limb, groups << kb, rom=True, block=True),)
             mux = 0
+            rest = 0
         else:
-            mux = tables * limb * _clog2(groups * limbs)
+            # a table of whole multipliers by group, loaded at a take into the limb
+            # register and a shift register of the other limbs
+            mux = tables * limb * limbs * _clog2(groups) + lanes * limb * limbs
+            rest = lanes * limb * (limbs - 1)
         ff = (lanes * (acc_bits + limb + run + kept + 1) + _clog2(groups) + 2
-              + 2 * _clog2(limbs))
+              + 2 * _clog2(limbs) + rest)
         mux += lanes * (run + kept)
     ff += lanes * (limb * (tables > 0 and limbs == 1) + 2 * 10 + 8) + \
         2 * requant_latency(backend, limbs)

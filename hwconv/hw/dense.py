@@ -82,7 +82,9 @@ def adder_tree(m, terms, bounds, en, levels_per_stage, name):
     """Pairwise sum of ``terms`` (each with a magnitude bound), pipelined.
 
     A register bank (advancing when ``en``) follows every ``levels_per_stage`` adder levels
-    except the last level (the caller registers the result); ``0`` means combinational.
+    and the last level, so the accumulator after the tree adds a register to a register
+    (its add and the tree's last level in one cycle were two carry chains in series, the
+    digits pipeline's critical path on ECP5, bench/fmax.py); ``0`` means combinational.
 
     Returns ``(sum, bound, registers)``: the sum value, its bound and the number of
     register stages inserted.
@@ -98,7 +100,7 @@ def adder_tree(m, terms, bounds, en, levels_per_stage, name):
             sum_bounds.append(bounds[-1])
         terms, bounds = sums, sum_bounds
         level += 1
-        if levels_per_stage and level % levels_per_stage == 0 and len(terms) > 1:
+        if levels_per_stage and (level % levels_per_stage == 0 or len(terms) == 1):
             regs += 1
             staged = []
             for k, (t, b) in enumerate(zip(terms, bounds)):

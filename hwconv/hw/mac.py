@@ -31,7 +31,7 @@ Pipeline (global stall, or free-running with credits, ``credit=True``: see
 :class:`~hwconv.hw.fifo.CreditQueue`): weight ROM read
 (:attr:`WeightRom.latency <hwconv.hw.rom.WeightRom.latency>`, the input beat delayed
 alike), products (:func:`hwconv.hw.dsp.multiply`, :func:`hwconv.cost.mul_latency` of the
-back end), adder tree (registers every ``levels_per_stage`` levels, see
+back end), adder tree (registers every ``levels_per_stage`` levels and after the last, see
 :func:`hwconv.hw.dense.adder_tree`), accumulator result register (1), output register or
 queue (1).  Throughput: one ``(beat, fold)`` step per cycle.
 """

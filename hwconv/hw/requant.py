@@ -135,9 +135,10 @@ class Requantizer(wiring.Component):
 
     Limb-serial mode (``limbs = L > 1``), for a producer that delivers a beat at most
     every ``L`` cycles: the folded multipliers (``Wm`` bits) are split into ``L`` limbs
-    of ``w = ceil(Wm / L)`` bits, least significant first, in a table indexed by channel
-    group and limb (:func:`hwconv.cost.requant_table_block`: block RAM on ``ice40``,
-    otherwise logic), read one cycle ahead into a register.  A beat is taken into a held
+    of ``w = ceil(Wm / L)`` bits, least significant first, read one cycle ahead into a
+    register: from a block-RAM table indexed by channel group and limb
+    (:func:`hwconv.cost.requant_table_block`, on ``ice40``), otherwise from a shift
+    register loaded with the group's whole multiplier when a beat is taken.  A beat is taken into a held
     register (accumulators, group, last) when the unit is idle or issues the previous
     beat's last limb, so ``i.ready`` is high one cycle in ``L`` at least and a producer
     spaced ``L`` or more cycles never stalls.  From the held register one ``acc x limb``
@@ -371,19 +372,22 @@ class Requantizer(wiring.Component):
                          rd.addr.eq(Cat(nk, ng)), rd.en.eq(en),
                          limbs.as_value().eq(rd.data)]
         else:
-            # both candidates looked up in parallel, `take` only picks one: limb 0 of
-            # the incoming beat's group, or the held beat's next limb (a table indexed
-            # by `k` whose entry j is limb j + 1: no incrementer before the lookup)
+            # A take loads the incoming beat's whole multiplier (a table indexed by its
+            # group alone): limb 0 into `limbs`, the rest into a shift register that
+            # hands out the next limb every cycle, so no lookup follows `take` or `k`
+            # (a groups x limbs table behind `take` was the digits pipeline's
+            # critical path on ECP5, bench/fmax.py)
+            rest = Signal(data.ArrayLayout(unsigned(max(1, w * (n - 1))), lanes),
+                          name="rest")
             for lane, rows in enumerate(tables):
-                after = [r[1:] + [0] for r in rows]
-                if all(r == rows[0] for r in rows):
-                    first = Const(rows[0][0], unsigned(w))
-                    nxt = _table(after[0], unsigned(w), k)
-                else:
-                    first = _table([r[0] for r in rows], unsigned(w), src.payload.group)
-                    nxt = _table(after, unsigned(w), held.group, k)
+                row = _table([sum(limb << (w * j) for j, limb in enumerate(r)) for r in rows],
+                             unsigned(w * n), src.payload.group)
                 with m.If(en):
-                    m.d.sync += limbs[lane].eq(Mux(take, first, nxt))
+                    with m.If(take):
+                        m.d.sync += [limbs[lane].eq(row[:w]), rest[lane].eq(row[w:])]
+                    with m.Else():
+                        m.d.sync += [limbs[lane].eq(rest[lane][:w]),
+                                     rest[lane].eq(rest[lane] >> w)]
 
         ctrl = Signal(data.StructLayout({"valid": 1, "first": 1, "final": 1, "last": 1,
                                          "k": unsigned(kb)}), name="c0")
