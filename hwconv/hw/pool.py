@@ -187,7 +187,8 @@ class WindowMax(wiring.Component):
 
         def select(rows, gts):
             """Each pair's winner by its comparison; an odd last term passes."""
-            return [[Mux(gt[k // 2], vals[k], vals[k + 1]) for k in range(0, len(vals) - 1, 2)]
+            return [[Mux(gt[k // 2], vals[k], vals[k + 1])
+                     for k in range(0, len(vals) - 1, 2)]
                     + ([vals[-1]] if len(vals) % 2 else []) for vals, gt in zip(rows, gts)]
 
         # A level is its comparisons; the selects that act on them open the next level.

@@ -138,13 +138,13 @@ class Requantizer(wiring.Component):
     of ``w = ceil(Wm / L)`` bits, least significant first, read one cycle ahead into a
     register: from a block-RAM table indexed by channel group and limb
     (:func:`hwconv.cost.requant_table_block`, on ``ice40``), otherwise from a shift
-    register loaded with the group's whole multiplier when a beat is taken.  A beat is taken into a held
-    register (accumulators, group, last) when the unit is idle or issues the previous
-    beat's last limb, so ``i.ready`` is high one cycle in ``L`` at least and a producer
-    spaced ``L`` or more cycles never stalls.  From the held register one ``acc x limb``
-    product per lane and cycle (an ``acc_bits x w`` multiplier instead of
-    ``acc_bits x Wm``) enters a running sum ``R = (R >> w) + product`` (``R = product``
-    for the first limb), ``acc_bits + w + 1`` bits wide: after limb ``j``, ``R`` is
+    register loaded with the group's whole multiplier when a beat is taken.  A beat is
+    taken into a held register (accumulators, group, last) when the unit is idle or
+    issues the previous beat's last limb, so ``i.ready`` is high one cycle in ``L`` at
+    least and a producer spaced ``L`` or more cycles never stalls.  From the held
+    register one ``acc x limb`` product per lane and cycle (an ``acc_bits x w``
+    multiplier instead of ``acc_bits x Wm``) enters a running sum ``R = (R >> w) +
+    product`` (``R = product`` for the first limb), ``acc_bits + w + 1`` bits wide: after limb ``j``, ``R`` is
     ``P >> (w*j)`` of the partial product ``P``, and the ``w`` bits each step shifts out
     are final bits of ``P``.  Those from ``low`` up are kept, those below only in a
     sticky bit (:func:`hwconv.cost.requant_round_point`), so after the last limb
@@ -379,9 +379,9 @@ class Requantizer(wiring.Component):
             # critical path on ECP5, bench/fmax.py)
             rest = Signal(data.ArrayLayout(unsigned(max(1, w * (n - 1))), lanes),
                           name="rest")
-            for lane, rows in enumerate(tables):
-                row = _table([sum(limb << (w * j) for j, limb in enumerate(r)) for r in rows],
-                             unsigned(w * n), src.payload.group)
+            for lane in range(lanes):
+                row = _table(list(self._mult[lane::lanes]), unsigned(w * n),
+                             src.payload.group)
                 with m.If(en):
                     with m.If(take):
                         m.d.sync += [limbs[lane].eq(row[:w]), rest[lane].eq(row[w:])]
