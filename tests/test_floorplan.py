@@ -81,13 +81,22 @@ def test_assign_file_names_a_missing_module(tmp_path):
         floorplan.assign_file(path, "top", "ecp5-85f")
 
 
-_ALL_SITES = """
+def _bits(port, net, width):
+    return ", ".join(f".{port}{j}({net}[{j}])" for j in range(width))
+
+
+# Yosys's MULT18X18D has one port a bit (A0..A17, B0..B17, P0..P35); each cell sees
+# other operands (a ^ i), so that none is merged with another
+_ALL_SITES = f"""
 module top(input clk, input [17:0] a, input [17:0] b, output reg y);
   wire [156*36-1:0] p;
   genvar i;
   generate for (i = 0; i < 156; i = i + 1) begin : g
-    MULT18X18D m (.CLK0(clk), .A(a ^ i), .B(b), .P(p[i*36 +: 36]),
-                  .SIGNEDA(1'b1), .SIGNEDB(1'b1));
+    wire [17:0] ai = a ^ i;
+    wire [35:0] pi;
+    MULT18X18D m ({_bits("A", "ai", 18)}, {_bits("B", "b", 18)}, {_bits("P", "pi", 36)},
+                  .CLK0(clk), .SIGNEDA(1'b1), .SIGNEDB(1'b1));
+    assign p[i*36 +: 36] = pi;
   end endgenerate
   always @(posedge clk) y <= ^p;
 endmodule
