@@ -30,9 +30,9 @@ result is checked against the golden model like any other synthesis step.
 from __future__ import annotations
 
 import copy
-import json
 import re
-from pathlib import Path
+
+from . import jsonnetlist
 
 __all__ = ["MAX_FANOUT", "replicate", "replicate_file", "flatten_script", "adjust_stat"]
 
@@ -136,15 +136,7 @@ def replicate(mod, max_fanout=MAX_FANOUT):
 def replicate_file(path, top, max_fanout=MAX_FANOUT):
     """Replicate in the (flattened) module ``top`` of a Yosys JSON netlist file;
     returns :func:`replicate`'s dict."""
-    path = Path(path)
-    data = json.loads(path.read_text())
-    mod = data["modules"].get(top)
-    if mod is None:
-        raise ValueError(f"{path}: no module {top!r}")
-    added = replicate(mod, max_fanout)
-    if added:
-        path.write_text(json.dumps(data))
-    return added
+    return jsonnetlist.rewrite(path, lambda mod: replicate(mod, max_fanout), top)
 
 
 def adjust_stat(stat, top, added):

@@ -24,9 +24,9 @@ the placer.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
+
+from . import jsonnetlist
 
 __all__ = ["SITES", "assign", "assign_file"]
 
@@ -99,12 +99,4 @@ def assign(mod, device, cell_type="MULT18X18D"):
 def assign_file(path, top, device):
     """:func:`assign` in module ``top`` of a Yosys JSON netlist file; returns its
     dict."""
-    path = Path(path)
-    data = json.loads(path.read_text())
-    mod = data["modules"].get(top)
-    if mod is None:
-        raise ValueError(f"{path}: no module {top!r}")
-    placed = assign(mod, device)
-    if placed:
-        path.write_text(json.dumps(data))
-    return placed
+    return jsonnetlist.rewrite(path, lambda mod: assign(mod, device), top)

@@ -25,8 +25,7 @@ so both are clocked alike; an idle port A, a ROM's, gets port B's clock).  An in
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from . import jsonnetlist
 
 __all__ = ["absorb", "absorb_file", "adjust_stat"]
 
@@ -190,11 +189,4 @@ def _shift(section, ffs, luts):
 
 def absorb_file(path):
     """:func:`absorb` on a JSON netlist file, rewritten only if something changed."""
-    path = Path(path)
-    netlist = json.loads(path.read_text())
-    out = absorb(netlist)
-    if out:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(netlist))
-        tmp.replace(path)
-    return out
+    return jsonnetlist.rewrite(path, absorb)
