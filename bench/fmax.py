@@ -132,8 +132,11 @@ def report(res):
     if "median" not in res:
         return f"{head} {'FAILED':>6}     ({usage}): {res['error'][:300]}"
     frm, to = res["critical"]
+    # the synthesis notes say, among others, whether ABC9 crashed and classic ABC mapped
+    # the LUTs (tens of MHz on ECP5)
+    notes = "".join(f"\n{'':<35}synthesis: {n}" for n in res.get("notes", []))
     return (f"{head} {res['median']:>6.1f} MHz (seeds {res['fmax']}; {usage}); "
-            f"critical path (median seed) {frm} -> {to}")
+            f"critical path (median seed) {frm} -> {to}{notes}")
 
 
 def main(argv=None):
