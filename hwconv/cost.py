@@ -396,9 +396,24 @@ def mac_depth(terms, levels_per_stage, backend="generic"):
     every ``levels_per_stage`` levels and after the last,
     :func:`hwconv.hw.dense.adder_tree`), accumulator result register (1), output
     register or queue (1)."""
-    levels = (terms - 1).bit_length()
+    levels = tree_levels(terms)
     tree = -(-levels // levels_per_stage) if levels_per_stage else 0
     return WEIGHT_ROM_LATENCY + mul_latency(backend) + tree + 2
+
+
+def tree_levels(terms):
+    """Levels of a pairwise reduction (adder or comparator tree) over ``terms``
+    values, an odd one passing a level unchanged."""
+    return (terms - 1).bit_length()
+
+
+def tree_register_after(level, levels, levels_per_stage):
+    """Whether a pipelined tree of ``levels`` levels registers after ``level`` (from 1):
+    after every ``levels_per_stage`` levels and after the last (never with 0, a
+    combinational tree).  :func:`hwconv.hw.dense.adder_tree` and
+    :class:`hwconv.hw.pool.WindowMax` build by this rule, :func:`mac_depth` and
+    :func:`max_tree_stages` count it."""
+    return bool(levels_per_stage) and (level % levels_per_stage == 0 or level == levels)
 
 
 def dsp_cells(backend, a_bits, b_bits):
@@ -591,16 +606,11 @@ def skip_fifo_depth(latency_main_path, latency_skip_path=0, *, cycles_per_beat=1
 
 # -- pool-then-activate (hwconv.hw.pool) ---------------------------------------------
 
-def max_tree_levels(taps):
-    """Comparator levels of a pairwise maximum over ``taps`` values."""
-    return (taps - 1).bit_length()
-
-
 def max_tree_stages(taps, levels_per_stage):
     """Register stages of :class:`hwconv.hw.pool.WindowMax`: one after every
     ``levels_per_stage`` comparator levels and one after the last level (none inside a
     combinational tree, ``levels_per_stage = 0``), then the output register or queue."""
-    levels = max_tree_levels(taps)
+    levels = tree_levels(taps)
     return 1 + (-(-levels // levels_per_stage) if levels_per_stage else 0)
 
 
@@ -608,10 +618,9 @@ def max_tree_register_bits(taps, width, levels_per_stage):
     """Flip-flops of one lane of :class:`hwconv.hw.pool.WindowMax`'s tree (its output
     register aside): each register stage holds its level's ``n`` operands and ``n // 2``
     comparison results."""
-    bits, n = 0, taps
-    for level in range(1, max_tree_levels(taps) + 1):
-        if levels_per_stage and (level % levels_per_stage == 0
-                                 or level == max_tree_levels(taps)):
+    bits, n, levels = 0, taps, tree_levels(taps)
+    for level in range(1, levels + 1):
+        if tree_register_after(level, levels, levels_per_stage):
             bits += n * width + n // 2
         n = n // 2 + n % 2
     return bits
@@ -1247,13 +1256,12 @@ def acc_bits_gap(op, in_shape):
 def _tree_bits(terms, width, levels_per_stage):
     """(adder bits, register bits) of a pairwise adder tree over ``terms`` inputs."""
     adders = regs = 0
-    n, level = terms, 0
-    while n > 1:
+    n, levels = terms, tree_levels(terms)
+    for level in range(1, levels + 1):
         pairs, odd = n // 2, n % 2
-        level += 1
         adders += pairs * (width + level)
         n = pairs + odd
-        if levels_per_stage and (level % levels_per_stage == 0 or n == 1):
+        if tree_register_after(level, levels, levels_per_stage):
             regs += n * (width + level)
     return adders, regs
 

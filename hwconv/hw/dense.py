@@ -91,6 +91,7 @@ def adder_tree(m, terms, bounds, en, levels_per_stage, name):
     """
     terms, bounds = list(terms), list(bounds)
     level = regs = 0
+    levels = cost.tree_levels(len(terms))
     while len(terms) > 1:
         pairs = range(0, len(terms) - 1, 2)
         sums = [terms[k] + terms[k + 1] for k in pairs]
@@ -100,7 +101,7 @@ def adder_tree(m, terms, bounds, en, levels_per_stage, name):
             sum_bounds.append(bounds[-1])
         terms, bounds = sums, sum_bounds
         level += 1
-        if levels_per_stage and (level % levels_per_stage == 0 or len(terms) == 1):
+        if cost.tree_register_after(level, levels, levels_per_stage):
             regs += 1
             staged = []
             for k, (t, b) in enumerate(zip(terms, bounds)):

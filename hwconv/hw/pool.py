@@ -197,7 +197,7 @@ class WindowMax(wiring.Component):
         # compare-then-select put two chains, a LUT and a mux in series: the critical
         # path of the pool stages on ECP5 (bench/fmax.py, issue 8).  Same register count
         # as registering the winners, so the same latency.
-        gts, levels = None, cost.max_tree_levels(self._taps)
+        gts, levels = None, cost.tree_levels(self._taps)
         for level in range(1, levels + 1):
             if gts is not None:
                 terms = select(terms, gts)
@@ -205,7 +205,7 @@ class WindowMax(wiring.Component):
                    for vals in terms]
             # a register after the last level too: into a credit queue the last
             # comparison would otherwise meet the queue's own multiplexers
-            if self._lps and (level % self._lps == 0 or level == levels):
+            if cost.tree_register_after(level, levels, self._lps):
                 gts = register(gts, 1, f"gt_l{level}", control=False)
                 terms = register(terms, self._elem, f"max_l{level}")
         if gts is not None:

@@ -144,14 +144,14 @@ class Requantizer(wiring.Component):
     least and a producer spaced ``L`` or more cycles never stalls.  From the held
     register one ``acc x limb`` product per lane and cycle (an ``acc_bits x w``
     multiplier instead of ``acc_bits x Wm``) enters a running sum ``R = (R >> w) +
-    product`` (``R = product`` for the first limb), ``acc_bits + w + 1`` bits wide: after limb ``j``, ``R`` is
-    ``P >> (w*j)`` of the partial product ``P``, and the ``w`` bits each step shifts out
-    are final bits of ``P``.  Those from ``low`` up are kept, those below only in a
-    sticky bit (:func:`hwconv.cost.requant_round_point`), so after the last limb
-    ``2 * (acc * M_c >> low) + sticky`` takes the parallel path's round (by
-    ``S - low + 1``: the same result, ties included), clamp, zero point and register
-    slice.  Throughput one beat per ``L`` cycles; latency ``L + 1`` edges more than the
-    parallel unit's (:func:`hwconv.cost.requant_latency`).
+    product`` (``R = product`` for the first limb), ``acc_bits + w + 1`` bits wide:
+    after limb ``j``, ``R`` is ``P >> (w*j)`` of the partial product ``P``, and the
+    ``w`` bits each step shifts out are final bits of ``P``.  Those from ``low`` up are
+    kept, those below only in a sticky bit (:func:`hwconv.cost.requant_round_point`), so
+    after the last limb ``2 * (acc * M_c >> low) + sticky`` takes the parallel path's
+    round (by ``S - low + 1``: the same result, ties included), clamp, zero point and
+    register slice.  Throughput one beat per ``L`` cycles; latency ``L + 1`` edges more
+    than the parallel unit's (:func:`hwconv.cost.requant_latency`).
 
     Parameters
     ----------
@@ -352,14 +352,12 @@ class Requantizer(wiring.Component):
         # next cycle (limb 0 of a beat taken now, else the held beat's next limb), so
         # its registered output (a block RAM's read register) meets the held beat.
         kb = max(1, (n - 1).bit_length())
-        mask = (1 << w) - 1
-        # rows: channel groups, columns: limbs, least significant first
-        tables = [[[(mc >> (w * j)) & mask for j in range(n)] for mc in self._mult[lane::lanes]]
-                  for lane in range(lanes)]
         limbs = Signal(data.ArrayLayout(unsigned(w), lanes), name="limbs")
         if cost.requant_table_block(self._mult, lanes, self._design_backend, n):
-            words = [sum(tables[lane][g][j] << (w * lane) for lane in range(lanes))
-                     if j < n else 0
+            # word (group g, limb j): limb j of every lane's multiplier, side by side
+            mask = (1 << w) - 1
+            words = [sum(((self._mult[g * lanes + lane] >> (w * j)) & mask) << (w * lane)
+                         for lane in range(lanes)) if j < n else 0
                      for g in range(self._groups) for j in range(1 << kb)]
             m.submodules.limb_table = mem = Memory(
                 shape=unsigned(w * lanes), depth=len(words), init=words,
